@@ -1,0 +1,260 @@
+"""
+Tests for livechat.config: every key, every kind of error, the sample file.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.trial import unittest
+
+from livechat import config as C
+from livechat.config import KEYS, ConfigError, loadConfig
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SAMPLE = os.path.join(os.path.dirname(HERE), "etc", "lc_serv.cfg")
+
+# For each key: a good raw value with what it parses to, and a bad raw value
+# with a fragment of the error.  A test checks that every key is listed.
+ENDPOINT_CASES = (
+    ("ssl:443:privateKey=k.pem", "ssl:443:privateKey=k.pem"),
+    ("udp:1", "unknown endpoint type"),
+)
+BOOL_CASES = (("1", True), ("maybe", "expected 0 or 1"))
+CASES: dict[str, tuple[tuple[str, Any], tuple[str, str]]] = {
+    "HTTP_LISTEN": (
+        ("tcp:8080:interface=::1", "tcp:8080:interface=::1"),
+        ("tcp:99999", "out of range"),
+    ),
+    "IWCS_LISTEN": (("none", ""), ("tcp:port", "not a number")),
+    "PANEL_LISTEN": (("unix:/run/lc.sock", "unix:/run/lc.sock"), ("tcp", "needs a port")),
+    "DATA_DIR": (("/var/lib/livechat", "/var/lib/livechat"), None),  # type: ignore[dict-item]
+    "DATABASE": (
+        (
+            "mysql://lc:pw@db:3306/db_livechat?prefix=x_",
+            "mysql://lc:pw@db:3306/db_livechat?prefix=x_",
+        ),
+        ("postgres://x", "sqlite:/// or mysql://"),
+    ),
+    "REDIS": (("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"), ("http://x", "redis://")),
+    "LICENCE_FILE": (("/etc/livechat/lc_licence.cfg", "/etc/livechat/lc_licence.cfg"), None),  # type: ignore[dict-item]
+    "DEMO_LICENCE": (("0", False), ("2", "expected 0 or 1")),
+    "SESSION_SECRET": (("s3cret", "s3cret"), None),  # type: ignore[dict-item]
+    "MAX_CHATS_PER_AGENT": (("0", 0), ("-1", "out of range")),
+    "LOGIN_MAX_FAILURES": (("10", 10), ("0", "out of range")),
+    "LOGIN_MAX_FAILURES_PER_ADDRESS": (("100", 100), ("x", "whole number")),
+    "LOGIN_FAILURE_WINDOW": (("60", 60), ("86401", "out of range")),
+    "SMTP_HOST": (("mail.example.com", "mail.example.com"), None),  # type: ignore[dict-item]
+    "SMTP_PORT": (("587", 587), ("0", "out of range")),
+    "SMTP_USER": (("me", "me"), None),  # type: ignore[dict-item]
+    "SMTP_PASSWORD": (("pw", "pw"), None),  # type: ignore[dict-item]
+    "SMTP_FROM": (("chat@example.com", "chat@example.com"), ("nobody", "e-mail")),
+    "SMTP_STARTTLS": BOOL_CASES,
+    "RPC_SERVER_IP": (("10.0.0.7", "10.0.0.7"), ("10.0.0.300", "IP address")),
+    "LC_LOG_PATH": (("/var/log/livechat", "/var/log/livechat"), None),  # type: ignore[dict-item]
+    "LOG_NAME_SHORT": BOOL_CASES,
+    "LOG_PACKETS": BOOL_CASES,
+    "LOG_EVENTS": BOOL_CASES,
+    "LOG_SOCKETS": BOOL_CASES,
+    "LOG_SCRIPT": BOOL_CASES,
+    "LOG_CONTROL": BOOL_CASES,
+}
+for _event in C.EVENT_NAMES:
+    CASES[f"EVENT_{_event}"] = (
+        ("http://hooks.example.com/events.pl", "http://hooks.example.com/events.pl"),
+        ("ftp://x/y", "http:// or https://"),
+    )
+
+
+def load(text: str, name: str = "lc_serv.cfg") -> C.Config:
+    return C.buildConfig(C.parseLines(text.splitlines(), name), {}, name)
+
+
+class KeyTests(unittest.TestCase):
+    def test_everyKeyIsTested(self) -> None:
+        """The table above covers every key the server knows, and no other."""
+        self.assertEqual(set(CASES), set(KEYS))
+
+    def test_defaults(self) -> None:
+        """With no file, every key has its documented default, parsed."""
+        config = loadConfig(None)
+        for name, key in KEYS.items():
+            self.assertEqual(config[name], key.parse(key.default), name)
+            self.assertEqual(config.origins[name], "default")
+        self.assertEqual(config["HTTP_LISTEN"], "tcp:13200:interface=127.0.0.1")
+        self.assertEqual(config["IWCS_LISTEN"], "tcp:13201:interface=127.0.0.1")
+        self.assertEqual(config["PANEL_LISTEN"], "tcp:8443:interface=127.0.0.1")
+        self.assertEqual(config["REDIS"], "")
+        self.assertEqual(len([k for k in KEYS if k.startswith("EVENT_")]), 12)
+
+    def test_goodValues(self) -> None:
+        """Each key reads its good example value to the expected result."""
+        for name, (good, _) in CASES.items():
+            config = load(f"{name} {good[0]}\n")
+            self.assertEqual(config[name], good[1], name)
+            self.assertEqual(config.origins[name], "lc_serv.cfg:1")
+
+    def test_badValues(self) -> None:
+        """Each key's bad example stops with the file, the line, the key and why."""
+        for name, (_, bad) in CASES.items():
+            if bad is None:
+                continue
+            text = f"# comment\n\n{name} {bad[0]}\n"
+            with self.assertRaises(ConfigError, msg=name) as caught:
+                load(text)
+            message = str(caught.exception)
+            self.assertTrue(message.startswith(f"lc_serv.cfg:3: {name}: "), message)
+            self.assertIn(bad[1], message)
+            self.assertEqual(caught.exception.line, 3)
+
+
+class FileTests(unittest.TestCase):
+    def test_commentsAndBlankLines(self) -> None:
+        """# lines and blank lines are skipped; values keep inner spaces."""
+        config = load("# HTTP_LISTEN tcp:1\n\n   \nSMTP_HOST  mail host  \n")
+        self.assertEqual(config["SMTP_HOST"], "mail host")
+        self.assertEqual(config["HTTP_LISTEN"], KEYS["HTTP_LISTEN"].default)
+
+    def test_keyCaseInsensitive(self) -> None:
+        """Keys may be written in lower case."""
+        self.assertEqual(load("smtp_port 2525")["SMTP_PORT"], 2525)
+
+    def test_emptyValue(self) -> None:
+        """A key alone sets the empty value (switching a webhook off)."""
+        self.assertEqual(load("EVENT_CHAT_STARTED\n")["EVENT_CHAT_STARTED"], "")
+
+    def test_unknownKey(self) -> None:
+        """An unknown key stops with its line and a suggestion."""
+        with self.assertRaises(ConfigError) as caught:
+            load("HTTP_LISTEN tcp:1\nLOG_PACKET 1\n")
+        self.assertEqual(
+            str(caught.exception),
+            "lc_serv.cfg:2: unknown key LOG_PACKET (did you mean LOG_PACKETS?)",
+        )
+
+    def test_duplicateKey(self) -> None:
+        """A key set twice stops, naming both lines."""
+        with self.assertRaises(ConfigError) as caught:
+            load("SMTP_PORT 25\n#\nSMTP_PORT 26\n")
+        self.assertEqual(
+            str(caught.exception), "lc_serv.cfg:3: SMTP_PORT is set twice (first on line 1)"
+        )
+
+    def test_malformedLine(self) -> None:
+        """A line that is not KEY value stops with its number."""
+        with self.assertRaises(ConfigError) as caught:
+            load("SMTP_PORT 25\n= 5\n")
+        self.assertIn("lc_serv.cfg:2: cannot read", str(caught.exception))
+
+    def test_missingFile(self) -> None:
+        """A file that cannot be read says so, with its name."""
+        path = self.mktemp()
+        with self.assertRaises(ConfigError) as caught:
+            loadConfig(path)
+        self.assertIn(path, str(caught.exception))
+        self.assertIn("cannot read the file", str(caught.exception))
+
+    def test_notUtf8(self) -> None:
+        """A file that is not UTF-8 is refused clearly."""
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"SMTP_HOST caf\xe9\n")
+        with self.assertRaises(ConfigError) as caught:
+            loadConfig(path)
+        self.assertIn("not UTF-8", str(caught.exception))
+
+    def test_overrides(self) -> None:
+        """Command-line values win over the file and are parsed the same way."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("SMTP_PORT 25\nSMTP_HOST a\n")
+        config = loadConfig(path, {"SMTP_PORT": "2525"})
+        self.assertEqual(config["SMTP_PORT"], 2525)
+        self.assertEqual(config.origins["SMTP_PORT"], "command line")
+        self.assertEqual(config["SMTP_HOST"], "a")
+        with self.assertRaises(ConfigError) as caught:
+            loadConfig(path, {"SMTP_PORT": "x"})
+        self.assertTrue(str(caught.exception).startswith("command line: SMTP_PORT:"))
+        with self.assertRaises(ConfigError) as caught:
+            loadConfig(path, {"NOPE": "1"})
+        self.assertIn("unknown key NOPE", str(caught.exception))
+
+    def test_reload(self) -> None:
+        """reloadConfig reads the file again and keeps the command line's values."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("SMTP_HOST a\n")
+        first = loadConfig(path, {"SMTP_PORT": "2525"})
+        with open(path, "w") as f:
+            f.write("SMTP_HOST b\nSMTP_PORT 26\n")
+        second = C.reloadConfig(first)
+        self.assertEqual(second["SMTP_HOST"], "b")
+        self.assertEqual(second["SMTP_PORT"], 2525)
+        self.assertEqual(first.changes(second), ["SMTP_HOST"])
+
+
+class DerivedTests(unittest.TestCase):
+    def test_databaseDefault(self) -> None:
+        """Without DATABASE, sqlite in the data directory."""
+        config = C.buildConfig({}, {"DATA_DIR": "/srv/lc"}, None)
+        self.assertEqual(config.databaseURL, "sqlite:///srv/lc/db_livechat.sqlite3")
+        config = C.buildConfig({}, {"DATABASE": "mysql://root@db/"}, None)
+        self.assertEqual(config.databaseURL, "mysql://root@db/")
+
+    def test_licenceFileBesideConfig(self) -> None:
+        """lc_licence.cfg beside lc_serv.cfg is used when LICENCE_FILE is empty."""
+        directory = self.mktemp()
+        os.makedirs(directory)
+        cfg = os.path.join(directory, "lc_serv.cfg")
+        with open(cfg, "w") as f:
+            f.write("")
+        self.assertIsNone(loadConfig(cfg).licenceFile)
+        with open(os.path.join(directory, "lc_licence.cfg"), "w") as f:
+            f.write("")
+        self.assertEqual(
+            loadConfig(cfg).licenceFile, os.path.join(os.path.abspath(directory), "lc_licence.cfg")
+        )
+
+    def test_webhookURLs(self) -> None:
+        """webhookURLs lists the events that have a URL, by the seed's names."""
+        config = load("EVENT_CHAT_STARTED http://h/x\nEVENT_OPERATOR_STOPED_CHAT http://h/y\n")
+        self.assertEqual(
+            config.webhookURLs(),
+            {"CHAT_STARTED": "http://h/x", "OPERATOR_STOPED_CHAT": "http://h/y"},
+        )
+
+    def test_secretsMasked(self) -> None:
+        """describe() never shows a secret."""
+        config = load("SESSION_SECRET abc\nSMTP_PASSWORD def\nSMTP_HOST h\n")
+        self.assertEqual(config.describe("SESSION_SECRET"), "********")
+        self.assertEqual(config.describe("SMTP_PASSWORD"), "********")
+        self.assertEqual(config.describe("SMTP_HOST"), "'h'")
+
+
+class SampleTests(unittest.TestCase):
+    def test_sampleIsCurrent(self) -> None:
+        """etc/lc_serv.cfg is exactly the generated sample: every key, its default."""
+        with open(SAMPLE, encoding="utf-8") as f:
+            self.assertEqual(f.read(), C.sampleConfig())
+
+    def test_sampleUncommentedIsDefaults(self) -> None:
+        """Uncommenting every key of the sample gives the default configuration."""
+        lines = []
+        for line in C.sampleConfig().splitlines():
+            candidate = line[1:]
+            if line.startswith("#") and candidate.split(" ")[0] in KEYS:
+                lines.append(candidate)
+        self.assertEqual(len(lines), len(KEYS))
+        self.assertEqual(load("\n".join(lines)).values, loadConfig(None).values)
+
+
+class DocsTests(unittest.TestCase):
+    def test_everyKeyDocumented(self) -> None:
+        """docs/configuration.md has a row for every key, with its default."""
+        path = os.path.join(os.path.dirname(HERE), "docs", "configuration.md")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        for name, key in KEYS.items():
+            default = f"`{key.default}`" if key.default else "(empty)"
+            self.assertIn(f"| `{name}` | {default} |", text, name)
