@@ -1,0 +1,91 @@
+"""
+SQL of a licence's own database: settings, groups, the event log.
+
+Every function here runs through
+L{livechat.storage.database.Database.runLicence}, so its C{{table}} tokens
+resolve to that one licence's tables and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from livechat.model import Group
+from livechat.storage.database import Txn
+from livechat.storage.errors import Conflict, NotFound
+
+
+def getSetting_txn(txn: Txn, name: str) -> str | None:
+    row = txn.queryOne("SELECT value FROM {settings} WHERE name = ?", (name,))
+    return None if row is None else row[0]
+
+
+def setSetting_txn(txn: Txn, name: str, value: str) -> None:
+    txn.upsert("settings", {"name": name}, {"value": value})
+
+
+def _groupFromRow(row: tuple[Any, ...]) -> Group:
+    return Group(id=int(row[0]), name=row[1], description=row[2], created_at=int(row[3]))
+
+
+def createGroup_txn(txn: Txn, name: str, description: str, nowMS: int) -> Group:
+    name = name.strip()
+    if not name:
+        raise ValueError("a group needs a name")
+    key = name.casefold()
+    if txn.queryOne("SELECT 1 FROM {op_groups} WHERE name_key = ?", (key,)):
+        raise Conflict(f"group {name!r} exists already")
+    newId = txn.insert(
+        "INSERT INTO {op_groups} (name, name_key, description, created_at) VALUES (?, ?, ?, ?)",
+        (name, key, description, nowMS),
+    )
+    return Group(id=newId, name=name, description=description, created_at=nowMS)
+
+
+def listGroups_txn(txn: Txn) -> list[Group]:
+    rows = txn.query("SELECT id, name, description, created_at FROM {op_groups} ORDER BY name_key")
+    return [_groupFromRow(r) for r in rows]
+
+
+def setGroupMembers_txn(txn: Txn, groupId: int, operatorIds: Iterable[int]) -> None:
+    if txn.queryOne("SELECT 1 FROM {op_groups} WHERE id = ?", (groupId,)) is None:
+        raise NotFound(f"group {groupId} does not exist")
+    txn.execute("DELETE FROM {group_members} WHERE group_id = ?", (groupId,))
+    for operator in sorted(set(operatorIds)):
+        txn.execute(
+            "INSERT INTO {group_members} (group_id, operator) VALUES (?, ?)",
+            (groupId, operator),
+        )
+
+
+def groupMembers_txn(txn: Txn, groupId: int) -> list[int]:
+    rows = txn.query(
+        "SELECT operator FROM {group_members} WHERE group_id = ? ORDER BY operator",
+        (groupId,),
+    )
+    return [int(r[0]) for r in rows]
+
+
+def logEvent_txn(
+    txn: Txn, event: str, payload: dict[str, Any], chatId: int | None, nowMS: int
+) -> int:
+    return txn.insert(
+        "INSERT INTO {event_log} (created_at, event, chat_id, payload) VALUES (?, ?, ?, ?)",
+        (nowMS, event, chatId, json.dumps(payload, sort_keys=True)),
+    )
+
+
+def events_txn(
+    txn: Txn, sinceId: int, limit: int
+) -> list[tuple[int, int, str, int | None, dict[str, Any]]]:
+    rows = txn.query(
+        "SELECT id, created_at, event, chat_id, payload FROM {event_log} "
+        "WHERE id > ? ORDER BY id LIMIT ?",
+        (sinceId, limit),
+    )
+    return [
+        (int(r[0]), int(r[1]), r[2], None if r[3] is None else int(r[3]), json.loads(r[4]))
+        for r in rows
+    ]

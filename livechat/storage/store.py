@@ -1,0 +1,260 @@
+"""
+L{SqlStore}: L{IStore} on adbapi, for sqlite and MariaDB alike.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from livechat.interfaces import ILicenceStore, IStore
+from livechat.model import AccountType, Group, Licence, Operator
+from livechat.storage import accounts, migrations, settings
+from livechat.storage.database import GLOBAL, LICENCE, Database
+from livechat.storage.errors import Conflict, NotFound
+
+
+def _nowMS(clock: Any) -> int:
+    return int(clock.seconds() * 1000)
+
+
+@implementer(IStore)
+class SqlStore:
+    """
+    The global database and the way to each licence's database.
+
+    @param url: C{sqlite:///path/db_livechat.sqlite3} or C{mysql://...}.
+    @param reactor: provides C{IReactorTime}, C{IReactorThreads} and
+        C{IReactorCore}; its clock stamps every row.
+    """
+
+    _log = Logger()
+
+    def __init__(self, url: str, reactor: Any, *, maxOpenLicences: int = 64) -> None:
+        self._reactor = reactor
+        self.db = Database(url, reactor, maxOpenLicences=maxOpenLicences)
+        self.dialect = self.db.engine.name
+        self._licences: dict[int, SqlLicenceStore] = {}
+
+    def _now(self) -> int:
+        return _nowMS(self._reactor)
+
+    def describe(self) -> str:
+        return self.db.describe()
+
+    # -- life -------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def open(self) -> Any:
+        yield defer.ensureDeferred(self.db.start())
+        applied = yield self.db.runGlobal(
+            "migrate global", migrations.migrate_txn, GLOBAL, self._now()
+        )
+        if applied:
+            self._log.info("global database migrated to version {version}", version=applied[-1])
+        for licence in (yield self.listLicences()):
+            yield self._migrateLicence(licence.number)
+
+    @defer.inlineCallbacks
+    def _migrateLicence(self, number: int) -> Any:
+        applied = yield self.db.runLicence(
+            number, "migrate licence", migrations.migrate_txn, LICENCE, self._now()
+        )
+        if applied:
+            self._log.info(
+                "licence {licence} database migrated to version {version}",
+                licence=number,
+                version=applied[-1],
+            )
+
+    def close(self) -> defer.Deferred[None]:
+        self.db.close()
+        return defer.succeed(None)
+
+    def health(self) -> defer.Deferred[None]:
+        return defer.ensureDeferred(self.db.ping())
+
+    # -- licences -----------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def createLicence(
+        self,
+        licence: Licence,
+        operator: Operator | None = None,
+        password_hash: str | None = None,
+    ) -> Any:
+        number = licence.number
+        if number == 0:
+            number = yield self._freeLicenceNumber()
+        elif (yield self.getLicence(number)) is not None:
+            raise Conflict(f"licence {number} exists already")
+        yield defer.ensureDeferred(self.db.createLicenceDatabase(number))
+        yield self._migrateLicence(number)
+        stored, created = yield self.db.runGlobal(
+            "create licence",
+            accounts.insertLicence_txn,
+            _replace(licence, number=number),
+            operator,
+            password_hash,
+            self._now(),
+        )
+        self._log.info("licence {licence} created", licence=number)
+        return stored
+
+    @defer.inlineCallbacks
+    def _freeLicenceNumber(self) -> Any:
+        for _ in range(100):
+            candidate = random.SystemRandom().randrange(100000, 1000000)
+            exists = yield self.db.runGlobal(
+                "licence exists", accounts.licenceExists_txn, candidate
+            )
+            if not exists:
+                return candidate
+        raise Conflict("no free six-digit licence number found")
+
+    def getLicence(self, number: int) -> defer.Deferred[Licence | None]:
+        return self.db.runGlobal("get licence", accounts.getLicence_txn, number)
+
+    def listLicences(self) -> defer.Deferred[list[Licence]]:
+        return self.db.runGlobal("list licences", accounts.listLicences_txn)
+
+    def updateLicence(self, number: int, /, **changes: Any) -> defer.Deferred[Licence]:
+        return self.db.runGlobal(
+            "update licence", accounts.updateLicence_txn, number, changes, self._now()
+        )
+
+    @defer.inlineCallbacks
+    def deleteLicence(self, number: int) -> Any:
+        if (yield self.getLicence(number)) is None:
+            raise NotFound(f"licence {number} does not exist")
+        self._licences.pop(number, None)
+        yield defer.ensureDeferred(self.db.dropLicenceDatabase(number))
+        yield self.db.runGlobal("delete licence", accounts.deleteLicence_txn, number)
+        self._log.info("licence {licence} and its database removed", licence=number)
+
+    def accountEvents(
+        self, licence: int, since_id: int = 0, limit: int = 100
+    ) -> defer.Deferred[list[tuple[int, int, str, dict[str, Any]]]]:
+        return self.db.runGlobal(
+            "account events", accounts.accountEvents_txn, licence, since_id, limit
+        )
+
+    # -- operators ----------------------------------------------------------------
+
+    def createOperator(
+        self, licence: int, operator: Operator, password_hash: str
+    ) -> defer.Deferred[Operator]:
+        return self.db.runGlobal(
+            "create operator",
+            accounts.createOperator_txn,
+            licence,
+            operator,
+            password_hash,
+            self._now(),
+        )
+
+    def getOperator(self, licence: int, nick: str) -> defer.Deferred[Operator | None]:
+        return self.db.runGlobal("get operator", accounts.getOperator_txn, licence, nick)
+
+    def getOperatorById(self, licence: int, id: int) -> defer.Deferred[Operator | None]:
+        return self.db.runGlobal("get operator", accounts.getOperatorById_txn, licence, id)
+
+    def getCredentials(
+        self, licence: int, nick: str
+    ) -> defer.Deferred[tuple[Licence, Operator, str] | None]:
+        return self.db.runGlobal("get credentials", accounts.getCredentials_txn, licence, nick)
+
+    def listOperators(self, licence: int) -> defer.Deferred[list[Operator]]:
+        return self.db.runGlobal("list operators", accounts.listOperators_txn, licence)
+
+    def updateOperator(
+        self, licence: int, nick: str, /, **changes: Any
+    ) -> defer.Deferred[Operator]:
+        return self.db.runGlobal(
+            "update operator", accounts.updateOperator_txn, licence, nick, changes
+        )
+
+    def setPasswordHash(self, licence: int, nick: str, password_hash: str) -> defer.Deferred[None]:
+        return self.db.runGlobal(
+            "set password", accounts.setPasswordHash_txn, licence, nick, password_hash
+        )
+
+    def countOperators(self, licence: int) -> defer.Deferred[dict[AccountType, int]]:
+        return self.db.runGlobal("count operators", accounts.countOperators_txn, licence)
+
+    # -- server state -------------------------------------------------------------
+
+    def getState(self, name: str) -> defer.Deferred[str | None]:
+        return self.db.runGlobal("get state", accounts.getState_txn, name)
+
+    def setState(self, name: str, value: str) -> defer.Deferred[None]:
+        return self.db.runGlobal("set state", accounts.setState_txn, name, value)
+
+    def claimState(self, name: str, value: str) -> defer.Deferred[bool]:
+        return self.db.runGlobal("claim state", accounts.claimState_txn, name, value)
+
+    # -- licence data ---------------------------------------------------------------
+
+    def forLicence(self, number: int) -> SqlLicenceStore:
+        store = self._licences.get(number)
+        if store is None:
+            store = SqlLicenceStore(self.db, number, self._reactor)
+            if len(self._licences) > 10000:
+                self._licences.clear()
+            self._licences[number] = store
+        return store
+
+
+@implementer(ILicenceStore)
+class SqlLicenceStore:
+    """One licence's database; every query runs in that database only."""
+
+    def __init__(self, db: Database, licence: int, clock: Any) -> None:
+        self.db = db
+        self.licence = licence
+        self._clock = clock
+
+    def _run(self, desc: str, func: Any, *args: Any) -> defer.Deferred[Any]:
+        return self.db.runLicence(self.licence, desc, func, *args)
+
+    def getSetting(self, name: str) -> defer.Deferred[str | None]:
+        return self._run("get setting", settings.getSetting_txn, name)
+
+    def setSetting(self, name: str, value: str) -> defer.Deferred[None]:
+        return self._run("set setting", settings.setSetting_txn, name, value)
+
+    def createGroup(self, name: str, description: str = "") -> defer.Deferred[Group]:
+        return self._run(
+            "create group", settings.createGroup_txn, name, description, _nowMS(self._clock)
+        )
+
+    def listGroups(self) -> defer.Deferred[list[Group]]:
+        return self._run("list groups", settings.listGroups_txn)
+
+    def setGroupMembers(self, group_id: int, operator_ids: Any) -> defer.Deferred[None]:
+        return self._run(
+            "set group members", settings.setGroupMembers_txn, group_id, list(operator_ids)
+        )
+
+    def groupMembers(self, group_id: int) -> defer.Deferred[list[int]]:
+        return self._run("group members", settings.groupMembers_txn, group_id)
+
+    def logEvent(
+        self, event: str, payload: dict[str, Any], chat_id: int | None = None
+    ) -> defer.Deferred[int]:
+        return self._run(
+            "log event", settings.logEvent_txn, event, payload, chat_id, _nowMS(self._clock)
+        )
+
+    def events(self, since_id: int = 0, limit: int = 100) -> defer.Deferred[list[Any]]:
+        return self._run("events", settings.events_txn, since_id, limit)
+
+
+def _replace(licence: Licence, **changes: Any) -> Licence:
+    import attr
+
+    return attr.evolve(licence, **changes)

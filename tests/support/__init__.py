@@ -1,0 +1,1 @@
+"""Helpers shared by livechat's tests: real MariaDB and Redis servers."""
