@@ -339,6 +339,98 @@ def _keys() -> Iterator[Key]:
         section=s,
     )
 
+    s = "Chats"
+    yield Key(
+        "CHAT_ACCEPT_TIMEOUT",
+        _integer(1, 3600),
+        "30",
+        "Seconds an operator has to accept an offered chat before it goes to the next one.",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "OPERATOR_GRACE",
+        _integer(0, 3600),
+        "60",
+        "Seconds an operator whose last connection dropped stays online "
+        "(to reconnect) before their chats are routed to others.",
+        section=s,
+    )
+    yield Key(
+        "VISITOR_IDLE_TIMEOUT",
+        _integer(30, 86400),
+        "600",
+        "Seconds without a page view or connection after which a visitor "
+        "leaves the list (and an open chat of theirs is closed).",
+        section=s,
+    )
+    yield Key(
+        "MAX_MESSAGE_LENGTH",
+        _integer(1, 100000),
+        "4000",
+        "Longest chat message, in characters.",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "MAX_VISITORS_PER_LICENCE",
+        _integer(10, 10000000),
+        "20000",
+        "Visitors kept in the live list per licence; beyond it the one idle longest is dropped.",
+        section=s,
+    )
+
+    s = "IWCS protocol"
+    yield Key(
+        "IWCS_MAX_LINE",
+        _integer(256, 1048576),
+        "16384",
+        "Longest IWCS packet line, in bytes; a longer line is refused with an error.",
+        section=s,
+    )
+    yield Key(
+        "IWCS_IDLE_TIMEOUT",
+        _integer(5, 3600),
+        "90",
+        "Seconds without any packet after which an IWCS connection is "
+        "closed (clients PING more often).",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "IWCS_MAX_ERRORS",
+        _integer(1, 1000),
+        "10",
+        "Protocol errors a connection may make before it is closed.",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "IWCS_RATE",
+        _integer(1, 100000),
+        "50",
+        "Packets per second a connection may send on average; a flood beyond IWCS_BURST closes it.",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "IWCS_BURST",
+        _integer(1, 1000000),
+        "200",
+        "Packets a connection may send at once above IWCS_RATE.",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "VERIFY_KEY_FILE",
+        _path,
+        "",
+        "Public key (PEM, Ed25519 or RSA) that verifies the identity "
+        "parameters of IWCS0002C. Empty: lc_verify_pub.key beside this "
+        "file, when there is one.",
+        section=s,
+    )
+
     s = "Mail"
     yield Key("SMTP_HOST", _string, "localhost", "SMTP server for outgoing mail.", section=s)
     yield Key("SMTP_PORT", _integer(1, 65535), "25", "SMTP port.", section=s)
@@ -474,6 +566,18 @@ class Config:
             return path
         if self.path:
             beside = os.path.join(os.path.dirname(os.path.abspath(self.path)), "lc_licence.cfg")
+            if os.path.exists(beside):
+                return beside
+        return None
+
+    @property
+    def verifyKeyFile(self) -> str | None:
+        """The IWCS0002C public key file, or C{None} when there is none."""
+        path = self.values["VERIFY_KEY_FILE"]
+        if path:
+            return path
+        if self.path:
+            beside = os.path.join(os.path.dirname(os.path.abspath(self.path)), "lc_verify_pub.key")
             if os.path.exists(beside):
                 return beside
         return None

@@ -158,6 +158,12 @@ class ILicenceStore(Interface):
     def groupMembers(group_id):
         """@return: Deferred firing with the sorted internal operator ids."""
 
+    def groupsOf(operator_id):
+        """@return: Deferred firing with the sorted ids of the operator's groups."""
+
+    def groupExists(group_id):
+        """@return: Deferred firing with whether the group exists."""
+
     def logEvent(event, payload, chat_id=None):
         """
         Append a domain event (C{NEW_OPERATOR}, C{CHAT_STARTED}, ...) with a
@@ -172,3 +178,176 @@ class ILicenceStore(Interface):
             C{since_id}, oldest first, as C{(id, created_at, event, chat_id,
             payload)} tuples.
         """
+
+    def createChat(**fields):
+        """
+        Create a chat with its first participants and events (see
+        L{livechat.storage.chats.createChat_txn} for the fields).
+
+        @return: Deferred firing with C{(Chat, [StoredEvent], [DomainEvent])}.
+        """
+
+    def appendEvents(
+        chat_id, events, require=None, update=None, participants=None, domain=(), domainAfter=None
+    ):
+        """
+        Append events with the chat's next sequence numbers and, in the same
+        transaction, change the chat, its participants, and log domain
+        events.  Nothing is acknowledged before this commits.
+
+        @return: Deferred firing with C{(Chat after, [StoredEvent],
+            [DomainEvent logged])}; fails
+            with C{WrongState} when C{require} does not hold.
+        """
+
+    def eventsAfter(chat_id, after_seq, limit=1000):
+        """@return: Deferred firing with the stored events after C{after_seq}, in order."""
+
+    def eventsBetween(chat_id, after_seq, before_seq):
+        """@return: Deferred firing with the events strictly between the two numbers."""
+
+    def getChat(chat_id):
+        """@return: Deferred firing with the L{livechat.model.Chat} or C{None}."""
+
+    def participants(chat_id):
+        """@return: Deferred firing with the active C{(participant, role)} pairs."""
+
+    def openChatsOf(participant):
+        """@return: Deferred firing with the open chats C{participant} is in."""
+
+    def chatsByStatus(statuses):
+        """@return: Deferred firing with the chats in those states, oldest first."""
+
+    def chatsOfVisitor(visitor_id, limit=20):
+        """@return: Deferred firing with a visitor's chats, newest first."""
+
+    def teamChat():
+        """@return: Deferred firing with the licence's team chat (made on first use)."""
+
+    def openPair(pair_key):
+        """@return: Deferred firing with the open private chat of that pair, or C{None}."""
+
+    def transcript(chat_id):
+        """@return: Deferred firing with the chat's ContentEvents, in order."""
+
+    def getVisitor(visitor_id):
+        """@return: Deferred firing with the L{livechat.model.VisitorRecord} or C{None}."""
+
+    def recordVisit(visitor_id, new_visit, identity=None):
+        """
+        Note a visitor was seen (one more visit when C{new_visit}); store
+        identity fields when given.
+
+        @return: Deferred firing with the L{livechat.model.VisitorRecord}.
+        """
+
+
+class IChannel(Interface):
+    """
+    Something connected that the core delivers to: an IWCS connection, a
+    WebSocket, an SSE stream, a connector.  Adapters implement it; the core
+    never knows which wire it is.
+    """
+
+    def deliver(message):
+        """
+        Send one message (a JSON-able dict in the core's vocabulary, see
+        docs/events.md) to the other end.  Must not block; a channel that
+        cannot keep up closes itself rather than buffer without bound.
+        """
+
+    def close(reason):
+        """The core ends this connection (kicked, licence removed, shutdown)."""
+
+
+class IBus(Interface):
+    """
+    Publish/subscribe between the processes of a cluster (and within one).
+    Messages are JSON-able dicts; handlers must treat them as read-only.
+    Delivery is at-most-once and ordered per publisher and channel; what
+    must not be lost is in the database, and receivers fill gaps from it.
+    """
+
+    def publish(channel, message):
+        """@return: Deferred firing with C{None} once handed over."""
+
+    def subscribe(channel, handler):
+        """
+        Call C{handler(message)} for every message published to C{channel}
+        from now on, on any node.
+
+        @return: Deferred firing with an object whose C{unsubscribe()}
+            returns a Deferred.
+        """
+
+
+class INotifier(Interface):
+    """
+    A sink of domain events (the seed's RPC events: CHAT_STARTED,
+    OPERATOR_STATUS, ...).  Events reach it after they are committed to the
+    licence's event log; delivery to the outside world is the notifier's
+    business and must never block or fail the chat.
+    """
+
+    def notify(licence, event):
+        """Take a L{livechat.storage.chats.DomainEvent} of C{licence}."""
+
+
+class IRouter(Interface):
+    """
+    Who gets a new chat.  The router owns the operators' capacity and the
+    queue of each licence; reserving capacity is atomic (on one node and,
+    in a cluster, across nodes).  Every method returns a Deferred, so a
+    router may keep its state elsewhere (Redis).
+    """
+
+    def updateOperator(licence, availability):
+        """
+        An operator's availability changed (status, capacity, groups), or
+        the operator came online.
+
+        @param availability: a L{livechat.core.routing.Availability}.
+        @return: Deferred firing with the assignments this made possible,
+            as L{livechat.core.routing.Assignment}s (queued chats given to
+            operators; their capacity is reserved).
+        """
+
+    def removeOperator(licence, operator):
+        """
+        The operator is gone (offline).  Their reservations are dropped.
+
+        @return: Deferred firing with the ids of the chats they had.
+        """
+
+    def route(licence, request):
+        """
+        Give the chat of a L{livechat.core.routing.RouteRequest} to an
+        available operator, reserving a slot, or queue it.
+
+        @return: Deferred firing with an L{livechat.core.routing.Assignment}
+            whose C{operator} is C{None} when the chat was queued.
+        """
+
+    def reserve(licence, operator, chat):
+        """
+        Count C{chat} against C{operator} whatever their limit (a transfer
+        to them, an invitation they sent).
+
+        @return: Deferred firing with C{None}.
+        """
+
+    def release(licence, operator, chat):
+        """
+        The operator no longer has the chat.
+
+        @return: Deferred firing with the assignments the freed slot made.
+        """
+
+    def dequeue(licence, chat):
+        """Take a chat out of the queue.  @return: Deferred firing with C{None}."""
+
+    def queue(licence):
+        """@return: Deferred firing with the queued chat ids, first first."""
+
+    def load(licence, operator):
+        """@return: Deferred firing with the chat ids counted against the operator."""

@@ -120,3 +120,109 @@ class Group:
     name: str
     description: str = ""
     created_at: int = 0
+
+
+# -- chats -------------------------------------------------------------------
+
+
+class ChatKind(enum.StrEnum):
+    """What a chat is between."""
+
+    VISITOR = "visitor"
+    """A visitor and operators (the seed's conference)."""
+    PRIVATE = "private"
+    """Two operators (the seed's business messenger)."""
+    TEAM = "team"
+    """Every operator of the licence."""
+
+
+class ChatStatus(enum.StrEnum):
+    """Lifecycle of a chat: requested -> queued -> assigned -> active -> closed."""
+
+    REQUESTED = "requested"
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+class Role(enum.StrEnum):
+    """Who did something on a chat (the connector API's roles)."""
+
+    CONSUMER = "CONSUMER"
+    """The visitor."""
+    ASSIGNED_AGENT = "ASSIGNED_AGENT"
+    AGENT = "AGENT"
+    SYSTEM = "SYSTEM"
+
+
+class ChatState(enum.StrEnum):
+    """Chat-state (typing) values of the connector API."""
+
+    COMPOSING = "COMPOSING"
+    PAUSE = "PAUSE"
+    ACTIVE = "ACTIVE"
+    INACTIVE = "INACTIVE"
+    GONE = "GONE"
+
+
+class AcceptStatus(enum.StrEnum):
+    ACCEPT = "ACCEPT"
+    READ = "READ"
+
+
+def operatorRef(operatorId: int) -> str:
+    """The participant id of an operator on a chat: C{op:12}."""
+    return f"op:{int(operatorId)}"
+
+
+def visitorRef(visitorId: str) -> str:
+    """The participant id of a visitor on a chat: C{v:<cookie id>}."""
+    return f"v:{visitorId}"
+
+
+def parseRef(ref: str) -> tuple[str, str]:
+    """C{("op", "12")} or C{("v", "abc")}; ValueError otherwise."""
+    kind, sep, rest = ref.partition(":")
+    if not sep or kind not in ("op", "v", "sys") or not rest:
+        raise ValueError(f"bad participant id {ref!r}")
+    return kind, rest
+
+
+@attr.s(frozen=True, auto_attribs=True, kw_only=True)
+class Chat:
+    """A chat as stored.  C{id} is also the seed's conference number (GROUP)."""
+
+    id: int
+    licence: int
+    kind: ChatKind
+    status: ChatStatus
+    visitor_id: str | None = None
+    group_id: int | None = None
+    operator: int | None = None
+    """The assigned operator's internal id."""
+    inviting_operator: int | None = None
+    name: str = ""
+    email: str = ""
+    created_at: int = 0
+    assigned_at: int | None = None
+    accepted_at: int | None = None
+    closed_at: int | None = None
+    close_reason: str = ""
+    last_seq: int = 0
+    pair_key: str | None = None
+    """For private chats: C{"<low op id>:<high op id>"} while open."""
+
+
+@attr.s(frozen=True, auto_attribs=True, kw_only=True)
+class VisitorRecord:
+    """What is stored of a visitor (the live state is in the core)."""
+
+    id: str
+    first_seen: int
+    last_seen: int
+    visits: int = 1
+    name: str = ""
+    email: str = ""
+    customer_id: str = ""
+    verified: bool = False

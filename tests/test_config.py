@@ -45,6 +45,20 @@ CASES: dict[str, tuple[tuple[str, Any], tuple[str, str]]] = {
     "LOGIN_MAX_FAILURES": (("10", 10), ("0", "out of range")),
     "LOGIN_MAX_FAILURES_PER_ADDRESS": (("100", 100), ("x", "whole number")),
     "LOGIN_FAILURE_WINDOW": (("60", 60), ("86401", "out of range")),
+    "CHAT_ACCEPT_TIMEOUT": (("45", 45), ("0", "out of range")),
+    "OPERATOR_GRACE": (("0", 0), ("3601", "out of range")),
+    "VISITOR_IDLE_TIMEOUT": (("300", 300), ("29", "out of range")),
+    "MAX_MESSAGE_LENGTH": (("10", 10), ("0", "out of range")),
+    "MAX_VISITORS_PER_LICENCE": (("100", 100), ("9", "out of range")),
+    "IWCS_MAX_LINE": (("1024", 1024), ("255", "out of range")),
+    "IWCS_IDLE_TIMEOUT": (("30", 30), ("4", "out of range")),
+    "IWCS_MAX_ERRORS": (("3", 3), ("0", "out of range")),
+    "IWCS_RATE": (("10", 10), ("0", "out of range")),
+    "IWCS_BURST": (("10", 10), ("x", "whole number")),
+    "VERIFY_KEY_FILE": (
+        ("/etc/livechat/lc_verify_pub.key", "/etc/livechat/lc_verify_pub.key"),
+        None,
+    ),  # type: ignore[dict-item]
     "SMTP_HOST": (("mail.example.com", "mail.example.com"), None),  # type: ignore[dict-item]
     "SMTP_PORT": (("587", 587), ("0", "out of range")),
     "SMTP_USER": (("me", "me"), None),  # type: ignore[dict-item]

@@ -89,3 +89,14 @@ def events_txn(
         (int(r[0]), int(r[1]), r[2], None if r[3] is None else int(r[3]), json.loads(r[4]))
         for r in rows
     ]
+
+
+def groupsOf_txn(txn: Txn, operatorId: int) -> list[int]:
+    rows = txn.query(
+        "SELECT group_id FROM {group_members} WHERE operator = ? ORDER BY group_id", (operatorId,)
+    )
+    return [int(r[0]) for r in rows]
+
+
+def groupExists_txn(txn: Txn, groupId: int) -> bool:
+    return txn.queryOne("SELECT 1 FROM {op_groups} WHERE id = ?", (groupId,)) is not None

@@ -5,6 +5,7 @@ L{SqlStore}: L{IStore} on adbapi, for sqlite and MariaDB alike.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet import defer
@@ -12,8 +13,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from livechat.interfaces import ILicenceStore, IStore
-from livechat.model import AccountType, Group, Licence, Operator
-from livechat.storage import accounts, migrations, settings
+from livechat.model import AccountType, Chat, ChatStatus, Group, Licence, Operator, VisitorRecord
+from livechat.storage import accounts, chats, migrations, settings
+from livechat.storage.chats import DomainEvent, EventDraft, StoredEvent
 from livechat.storage.database import GLOBAL, LICENCE, Database
 from livechat.storage.errors import Conflict, NotFound
 
@@ -243,6 +245,12 @@ class SqlLicenceStore:
     def groupMembers(self, group_id: int) -> defer.Deferred[list[int]]:
         return self._run("group members", settings.groupMembers_txn, group_id)
 
+    def groupsOf(self, operator_id: int) -> defer.Deferred[list[int]]:
+        return self._run("groups of", settings.groupsOf_txn, operator_id)
+
+    def groupExists(self, group_id: int) -> defer.Deferred[bool]:
+        return self._run("group exists", settings.groupExists_txn, group_id)
+
     def logEvent(
         self, event: str, payload: dict[str, Any], chat_id: int | None = None
     ) -> defer.Deferred[int]:
@@ -252,6 +260,77 @@ class SqlLicenceStore:
 
     def events(self, since_id: int = 0, limit: int = 100) -> defer.Deferred[list[Any]]:
         return self._run("events", settings.events_txn, since_id, limit)
+
+    # -- chats ----------------------------------------------------------------------
+
+    def createChat(
+        self, **kw: Any
+    ) -> defer.Deferred[tuple[Chat, list[StoredEvent], list[DomainEvent]]]:
+        return self.db.runLicence(
+            self.licence, "create chat", chats.createChat_txn, nowMS=_nowMS(self._clock), **kw
+        )
+
+    def appendEvents(
+        self, chat_id: int, events: Sequence[EventDraft], **kw: Any
+    ) -> defer.Deferred[tuple[Chat, list[StoredEvent], list[DomainEvent]]]:
+        return self.db.runLicence(
+            self.licence,
+            "append events",
+            chats.appendEvents_txn,
+            chat_id,
+            events if callable(events) else list(events),
+            _nowMS(self._clock),
+            **kw,
+        )
+
+    def eventsAfter(
+        self, chat_id: int, after_seq: int, limit: int = 1000
+    ) -> defer.Deferred[list[StoredEvent]]:
+        return self._run("events after", chats.eventsAfter_txn, chat_id, after_seq, limit)
+
+    def eventsBetween(
+        self, chat_id: int, after_seq: int, before_seq: int
+    ) -> defer.Deferred[list[StoredEvent]]:
+        return self._run("events between", chats.eventsBetween_txn, chat_id, after_seq, before_seq)
+
+    def getChat(self, chat_id: int) -> defer.Deferred[Chat | None]:
+        return self._run("get chat", chats.getChat_txn, chat_id)
+
+    def participants(self, chat_id: int) -> defer.Deferred[list[tuple[str, str]]]:
+        return self._run("participants", chats.participants_txn, chat_id)
+
+    def openChatsOf(self, participant: str) -> defer.Deferred[list[Chat]]:
+        return self._run("open chats of", chats.openChatsOf_txn, participant)
+
+    def chatsByStatus(self, statuses: Sequence[ChatStatus]) -> defer.Deferred[list[Chat]]:
+        return self._run("chats by status", chats.chatsByStatus_txn, list(statuses))
+
+    def chatsOfVisitor(self, visitor_id: str, limit: int = 20) -> defer.Deferred[list[Chat]]:
+        return self._run("chats of visitor", chats.chatsOfVisitor_txn, visitor_id, limit)
+
+    def teamChat(self) -> defer.Deferred[Chat]:
+        return self._run("team chat", chats.teamChat_txn, _nowMS(self._clock))
+
+    def openPair(self, pair_key: str) -> defer.Deferred[Chat | None]:
+        return self._run("open pair", chats.openPair_txn, pair_key)
+
+    def transcript(self, chat_id: int) -> defer.Deferred[list[StoredEvent]]:
+        return self._run("transcript", chats.transcript_txn, chat_id)
+
+    def getVisitor(self, visitor_id: str) -> defer.Deferred[VisitorRecord | None]:
+        return self._run("get visitor", chats.getVisitor_txn, visitor_id)
+
+    def recordVisit(
+        self, visitor_id: str, new_visit: bool, identity: dict[str, Any] | None = None
+    ) -> defer.Deferred[VisitorRecord]:
+        return self._run(
+            "record visit",
+            chats.recordVisit_txn,
+            visitor_id,
+            _nowMS(self._clock),
+            new_visit,
+            identity,
+        )
 
 
 def _replace(licence: Licence, **changes: Any) -> Licence:

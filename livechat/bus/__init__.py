@@ -1,0 +1,1 @@
+"""Fan-out between processes: in memory (one node) or Redis (a cluster)."""

@@ -1,0 +1,440 @@
+"""
+SQL of chats: the chat rows, their participants, their numbered events,
+visitors, and the domain events written in the same transaction.
+
+The per-chat sequence is the C{last_seq} column of the chat's row: an append
+locks the row (C{FOR UPDATE} on MariaDB; sqlite has one writer), takes the
+next numbers, inserts the events and moves C{last_seq} on, all in one
+transaction.  So numbers are strictly +1 with no gaps, on every node, and an
+event is only ever acknowledged after it is committed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import attr
+
+from livechat.model import Chat, ChatKind, ChatStatus, VisitorRecord
+from livechat.storage.database import Txn
+from livechat.storage.errors import Conflict, NotFound
+from livechat.storage.settings import logEvent_txn
+
+CHAT_COLUMNS = (
+    "id, kind, status, visitor_id, group_id, operator, inviting_operator, name, email, "
+    "created_at, assigned_at, accepted_at, closed_at, close_reason, last_seq, pair_key"
+)
+_UPDATABLE = {
+    "status",
+    "group_id",
+    "operator",
+    "inviting_operator",
+    "name",
+    "email",
+    "assigned_at",
+    "accepted_at",
+    "closed_at",
+    "close_reason",
+    "pair_key",
+    "visitor_id",
+}
+
+
+@attr.s(frozen=True, auto_attribs=True, kw_only=True)
+class EventDraft:
+    """An event to append: who, in which role, what (the JSON C{event})."""
+
+    originator: str
+    role: str
+    name: str
+    event: dict[str, Any]
+
+
+@attr.s(frozen=True, auto_attribs=True, kw_only=True)
+class StoredEvent:
+    """An event as committed, with its sequence number and time."""
+
+    chat_id: int
+    seq: int
+    created_at: int
+    originator: str
+    role: str
+    name: str
+    event: dict[str, Any]
+
+
+@attr.s(frozen=True, auto_attribs=True, kw_only=True)
+class DomainEvent:
+    """A business event for the outside world (the seed's RPC events)."""
+
+    name: str
+    fields: dict[str, Any]
+    chat_id: int | None = None
+
+
+@attr.s(frozen=True, auto_attribs=True, kw_only=True)
+class Participants:
+    """Participant changes to make with an append."""
+
+    join: Sequence[tuple[str, str]] = ()
+    """(participant, role) joining (or rejoining, or changing role)."""
+    leave: Sequence[str] = ()
+
+
+def chatFromRow(licence: int, row: Sequence[Any]) -> Chat:
+    return Chat(
+        id=int(row[0]),
+        licence=licence,
+        kind=ChatKind(row[1]),
+        status=ChatStatus(row[2]),
+        visitor_id=row[3],
+        group_id=None if row[4] is None else int(row[4]),
+        operator=None if row[5] is None else int(row[5]),
+        inviting_operator=None if row[6] is None else int(row[6]),
+        name=row[7],
+        email=row[8],
+        created_at=int(row[9]),
+        assigned_at=None if row[10] is None else int(row[10]),
+        accepted_at=None if row[11] is None else int(row[11]),
+        closed_at=None if row[12] is None else int(row[12]),
+        close_reason=row[13],
+        last_seq=int(row[14]),
+        pair_key=row[15],
+    )
+
+
+def _eventFromRow(row: Sequence[Any]) -> StoredEvent:
+    body = json.loads(row[6])
+    return StoredEvent(
+        chat_id=int(row[0]),
+        seq=int(row[1]),
+        created_at=int(row[2]),
+        originator=row[4],
+        role=row[5],
+        name=body.get("name", ""),
+        event=body["event"],
+    )
+
+
+def getChat_txn(txn: Txn, chatId: int, lock: bool = False) -> Chat | None:
+    row = txn.queryOne(
+        f"SELECT {CHAT_COLUMNS} FROM {{chats}} WHERE id = ?"
+        + (txn.engine.forUpdate if lock else ""),
+        (chatId,),
+    )
+    licence = txn.licence or 0
+    return None if row is None else chatFromRow(licence, row)
+
+
+def _setParticipants(txn: Txn, chatId: int, changes: Participants, nowMS: int) -> None:
+    for participant, role in changes.join:
+        txn.upsert(
+            "chat_participants",
+            {"chat_id": chatId, "participant": participant},
+            {"role": role, "joined_at": nowMS, "left_at": None},
+        )
+    for participant in changes.leave:
+        txn.execute(
+            "UPDATE {chat_participants} SET left_at = ? "
+            "WHERE chat_id = ? AND participant = ? AND left_at IS NULL",
+            (nowMS, chatId, participant),
+        )
+
+
+def _insertEvents(
+    txn: Txn, chatId: int, firstSeq: int, drafts: Sequence[EventDraft], nowMS: int
+) -> list[StoredEvent]:
+    stored = []
+    for offset, draft in enumerate(drafts):
+        seq = firstSeq + offset
+        body = json.dumps({"event": draft.event, "name": draft.name}, sort_keys=True)
+        txn.execute(
+            "INSERT INTO {chat_events} (chat_id, seq, created_at, type, originator, role, body) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (chatId, seq, nowMS, draft.event["type"], draft.originator, draft.role, body),
+        )
+        stored.append(
+            StoredEvent(
+                chat_id=chatId,
+                seq=seq,
+                created_at=nowMS,
+                originator=draft.originator,
+                role=draft.role,
+                name=draft.name,
+                event=draft.event,
+            )
+        )
+    return stored
+
+
+def _logDomain(txn: Txn, events: Iterable[DomainEvent], nowMS: int) -> None:
+    for event in events:
+        logEvent_txn(txn, event.name, event.fields, event.chat_id, nowMS)
+
+
+def createChat_txn(
+    txn: Txn,
+    *,
+    kind: ChatKind,
+    status: ChatStatus,
+    nowMS: int,
+    visitor_id: str | None = None,
+    group_id: int | None = None,
+    operator: int | None = None,
+    inviting_operator: int | None = None,
+    name: str = "",
+    email: str = "",
+    pair_key: str | None = None,
+    participants: Sequence[tuple[str, str]] = (),
+    events: Sequence[EventDraft] = (),
+    domain: Sequence[DomainEvent] = (),
+) -> tuple[Chat, list[StoredEvent], list[DomainEvent]]:
+    """Create a chat with its first participants and events."""
+    if pair_key is not None:
+        existing = txn.queryOne("SELECT id FROM {chats} WHERE pair_key = ?", (pair_key,))
+        if existing is not None:
+            raise Conflict(f"chat {existing[0]} is already open for {pair_key}")
+    chatId = txn.insert(
+        "INSERT INTO {chats} (kind, status, visitor_id, group_id, operator, inviting_operator, "
+        "name, email, created_at, assigned_at, last_seq, pair_key) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            kind.value,
+            status.value,
+            visitor_id,
+            group_id,
+            operator,
+            inviting_operator,
+            name,
+            email,
+            nowMS,
+            nowMS if operator is not None else None,
+            len(events),
+            pair_key,
+        ),
+    )
+    _setParticipants(txn, chatId, Participants(join=participants), nowMS)
+    stored = _insertEvents(txn, chatId, 1, events, nowMS)
+    logged = [attr.evolve(d, chat_id=chatId) for d in domain]
+    _logDomain(txn, logged, nowMS)
+    chat = getChat_txn(txn, chatId)
+    assert chat is not None
+    return chat, stored, logged
+
+
+class WrongState(Exception):
+    """The chat is not in a state that allows the change."""
+
+    def __init__(self, chat: Chat) -> None:
+        super().__init__(f"chat {chat.id} is {chat.status.value}")
+        self.chat = chat
+
+
+class NotParticipant(Exception):
+    """The originator is not (or no longer) a participant of the chat."""
+
+
+def appendEvents_txn(
+    txn: Txn,
+    chatId: int,
+    events: Sequence[EventDraft] | Callable[[Chat], Sequence[EventDraft]],
+    nowMS: int,
+    *,
+    require: Iterable[ChatStatus] | None = None,
+    requireParticipant: str | None = None,
+    update: dict[str, Any] | None = None,
+    participants: Participants | None = None,
+    domain: Sequence[DomainEvent] = (),
+    domainAfter: Any = None,
+) -> tuple[Chat, list[StoredEvent], list[DomainEvent]]:
+    """
+    Append C{events} to a chat with the next sequence numbers; in the same
+    transaction change the chat's row, its participants, and log C{domain}
+    events.
+
+    @param events: the events, or a function of the locked chat row giving
+        them (for a role that depends on who is assigned now).
+    @param require: the chat must be in one of these states (else WrongState).
+    @param requireParticipant: this participant must be in the chat (not
+        checked for the team chat, which every operator is in).
+    @param domainAfter: optional C{f(chat_after, stored_events, txn) ->
+        [DomainEvent]} for domain events that need the result (a transcript).
+    @return: the chat as it is after the change, the stored events, and the
+        domain events logged.
+    """
+    chat = getChat_txn(txn, chatId, lock=True)
+    if chat is None:
+        raise NotFound(f"chat {chatId} does not exist")
+    if require is not None and chat.status not in set(require):
+        raise WrongState(chat)
+    if requireParticipant is not None and chat.kind is not ChatKind.TEAM:
+        if (
+            txn.queryOne(
+                "SELECT 1 FROM {chat_participants} "
+                "WHERE chat_id = ? AND participant = ? AND left_at IS NULL",
+                (chatId, requireParticipant),
+            )
+            is None
+        ):
+            raise NotParticipant(f"{requireParticipant} is not in chat {chatId}")
+    if callable(events):
+        events = events(chat)
+    stored = _insertEvents(txn, chatId, chat.last_seq + 1, events, nowMS)
+    columns = dict(update or {})
+    unknown = set(columns) - _UPDATABLE
+    if unknown:
+        raise ValueError(f"cannot update chat columns {sorted(unknown)}")
+    columns["last_seq"] = chat.last_seq + len(events)
+    values = [v.value if isinstance(v, (ChatStatus, ChatKind)) else v for v in columns.values()]
+    sets = ", ".join(f"{name} = ?" for name in columns)
+    txn.execute(f"UPDATE {{chats}} SET {sets} WHERE id = ?", (*values, chatId))
+    if participants is not None:
+        _setParticipants(txn, chatId, participants, nowMS)
+    after = getChat_txn(txn, chatId)
+    assert after is not None
+    more = list(domain)
+    if domainAfter is not None:
+        more.extend(domainAfter(after, stored, txn))
+    logged = [attr.evolve(d, chat_id=d.chat_id or chatId) for d in more]
+    _logDomain(txn, logged, nowMS)
+    return after, stored, logged
+
+
+def eventsAfter_txn(txn: Txn, chatId: int, afterSeq: int, limit: int) -> list[StoredEvent]:
+    rows = txn.query(
+        "SELECT chat_id, seq, created_at, type, originator, role, body FROM {chat_events} "
+        "WHERE chat_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        (chatId, afterSeq, limit),
+    )
+    return [_eventFromRow(r) for r in rows]
+
+
+def eventsBetween_txn(txn: Txn, chatId: int, afterSeq: int, beforeSeq: int) -> list[StoredEvent]:
+    rows = txn.query(
+        "SELECT chat_id, seq, created_at, type, originator, role, body FROM {chat_events} "
+        "WHERE chat_id = ? AND seq > ? AND seq < ? ORDER BY seq",
+        (chatId, afterSeq, beforeSeq),
+    )
+    return [_eventFromRow(r) for r in rows]
+
+
+def participants_txn(txn: Txn, chatId: int, activeOnly: bool = True) -> list[tuple[str, str]]:
+    sql = "SELECT participant, role FROM {chat_participants} WHERE chat_id = ?"
+    if activeOnly:
+        sql += " AND left_at IS NULL"
+    return [(r[0], r[1]) for r in txn.query(sql + " ORDER BY joined_at, participant", (chatId,))]
+
+
+def openChatsOf_txn(txn: Txn, participant: str) -> list[Chat]:
+    """Chats not closed in which C{participant} is (still) a participant."""
+    rows = txn.query(
+        f"SELECT {', '.join('c.' + c.strip() for c in CHAT_COLUMNS.split(','))} "
+        "FROM {chats} c JOIN {chat_participants} p ON p.chat_id = c.id "
+        "WHERE p.participant = ? AND p.left_at IS NULL AND c.status <> 'closed' ORDER BY c.id",
+        (participant,),
+    )
+    return [chatFromRow(txn.licence or 0, r) for r in rows]
+
+
+def chatsByStatus_txn(txn: Txn, statuses: Sequence[ChatStatus]) -> list[Chat]:
+    marks = ", ".join("?" for _ in statuses)
+    rows = txn.query(
+        f"SELECT {CHAT_COLUMNS} FROM {{chats}} WHERE status IN ({marks}) ORDER BY id",
+        tuple(s.value for s in statuses),
+    )
+    return [chatFromRow(txn.licence or 0, r) for r in rows]
+
+
+def chatsOfVisitor_txn(txn: Txn, visitorId: str, limit: int) -> list[Chat]:
+    rows = txn.query(
+        f"SELECT {CHAT_COLUMNS} FROM {{chats}} WHERE visitor_id = ? ORDER BY id DESC LIMIT ?",
+        (visitorId, limit),
+    )
+    return [chatFromRow(txn.licence or 0, r) for r in rows]
+
+
+def teamChat_txn(txn: Txn, nowMS: int) -> Chat:
+    """The licence's team chat, created on first use."""
+    row = txn.queryOne(f"SELECT {CHAT_COLUMNS} FROM {{chats}} WHERE pair_key = 'team'")
+    if row is not None:
+        return chatFromRow(txn.licence or 0, row)
+    chat, _, _ = createChat_txn(
+        txn, kind=ChatKind.TEAM, status=ChatStatus.ACTIVE, nowMS=nowMS, pair_key="team"
+    )
+    return chat
+
+
+def openPair_txn(txn: Txn, pairKey: str) -> Chat | None:
+    row = txn.queryOne(f"SELECT {CHAT_COLUMNS} FROM {{chats}} WHERE pair_key = ?", (pairKey,))
+    return None if row is None else chatFromRow(txn.licence or 0, row)
+
+
+def transcript_txn(txn: Txn, chatId: int) -> list[StoredEvent]:
+    """The chat's messages (ContentEvents), in order."""
+    rows = txn.query(
+        "SELECT chat_id, seq, created_at, type, originator, role, body FROM {chat_events} "
+        "WHERE chat_id = ? AND type = 'ContentEvent' ORDER BY seq",
+        (chatId,),
+    )
+    return [_eventFromRow(r) for r in rows]
+
+
+# -- visitors ------------------------------------------------------------------
+
+
+def _visitorFromRow(row: Sequence[Any]) -> VisitorRecord:
+    return VisitorRecord(
+        id=row[0],
+        first_seen=int(row[1]),
+        last_seen=int(row[2]),
+        visits=int(row[3]),
+        name=row[4],
+        email=row[5],
+        customer_id=row[6],
+        verified=bool(row[7]),
+    )
+
+
+def getVisitor_txn(txn: Txn, visitorId: str) -> VisitorRecord | None:
+    row = txn.queryOne(
+        "SELECT id, first_seen, last_seen, visits, name, email, customer_id, verified "
+        "FROM {visitors} WHERE id = ?",
+        (visitorId,),
+    )
+    return None if row is None else _visitorFromRow(row)
+
+
+def recordVisit_txn(
+    txn: Txn, visitorId: str, nowMS: int, newVisit: bool, identity: dict[str, Any] | None
+) -> VisitorRecord:
+    """
+    Note that a visitor was seen: a new visit counts one more; identity
+    fields (name, email, customer_id, verified) are set when given.
+    """
+    existing = getVisitor_txn(txn, visitorId)
+    if existing is None:
+        txn.execute(
+            "INSERT INTO {visitors} (id, first_seen, last_seen, visits) VALUES (?, ?, ?, 1)",
+            (visitorId, nowMS, nowMS),
+        )
+    else:
+        txn.execute(
+            "UPDATE {visitors} SET last_seen = ?, visits = visits + ? WHERE id = ?",
+            (nowMS, 1 if newVisit else 0, visitorId),
+        )
+    if identity:
+        fields = {
+            k: identity[k] for k in ("name", "email", "customer_id", "verified") if k in identity
+        }
+        if "verified" in fields:
+            fields["verified"] = int(bool(fields["verified"]))
+        if fields:
+            sets = ", ".join(f"{k} = ?" for k in fields)
+            txn.execute(
+                f"UPDATE {{visitors}} SET {sets} WHERE id = ?", (*fields.values(), visitorId)
+            )
+    record = getVisitor_txn(txn, visitorId)
+    assert record is not None
+    return record
