@@ -187,13 +187,14 @@ class ILicenceStore(Interface):
         @return: Deferred firing with C{(Chat, [StoredEvent], [DomainEvent])}.
         """
 
-    def appendEvents(
-        chat_id, events, require=None, update=None, participants=None, domain=(), domainAfter=None
-    ):
+    def appendEvents(chat_id, events, **options):
         """
         Append events with the chat's next sequence numbers and, in the same
         transaction, change the chat, its participants, and log domain
-        events.  Nothing is acknowledged before this commits.
+        events.  Nothing is acknowledged before this commits.  The options
+        (C{require}, C{requireParticipant}, C{update}, C{participants},
+        C{domain}, C{domainAfter}) are those of
+        L{livechat.storage.chats.appendEvents_txn}.
 
         @return: Deferred firing with C{(Chat after, [StoredEvent],
             [DomainEvent logged])}; fails
