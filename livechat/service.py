@@ -23,11 +23,15 @@ from twisted.python.failure import Failure
 
 import livechat
 from livechat.auth import LoginThrottle, PasswordHasher, generatePassword, makePortal
+from livechat.bus.memory import MemoryBus
 from livechat.config import KEYS, Config, ConfigError, reloadConfig
+from livechat.core.hub import Core, CoreSettings
+from livechat.core.routing import MemoryRouter
 from livechat.interfaces import IStore
 from livechat.licencefile import readLicenceFile
 from livechat.logs import ChannelLogs
 from livechat.model import AccountType, Licence, LicenceType, Operator
+from livechat.notify import EventsLogNotifier, FanoutNotifier
 from livechat.protocols.http import makePublicRoot, makeSite
 from livechat.storage import SqlStore
 
@@ -238,6 +242,31 @@ class StoreService(service.Service):
         return self.store.close()
 
 
+class CoreService(service.Service):
+    """Runs the chat core: recovers routing state at start, stops its timers."""
+
+    name = "core"
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    def startService(self) -> defer.Deferred[None]:  # type: ignore[override]
+        service.Service.startService(self)
+
+        async def start() -> None:
+            await self.core.recover()
+            self.core.start()
+
+        return defer.ensureDeferred(start())
+
+    def stopService(self) -> defer.Deferred[Any]:  # type: ignore[override]
+        service.Service.stopService(self)
+        return self.core.stop()
+
+    def reconfigure(self, config: Config) -> None:
+        self.core.reconfigure(config)
+
+
 @attr.s(auto_attribs=True)
 class Parts:
     """The pieces of a node that its services share (no global registry)."""
@@ -249,6 +278,7 @@ class Parts:
     throttle: LoginThrottle
     logs: ChannelLogs
     portal: Any
+    core: Core
 
 
 class LivechatService(AsyncMultiService):
@@ -429,6 +459,15 @@ def makeParts(
         store = SqlStore(config.databaseURL, reactor)
     if hasher is None:
         hasher = PasswordHasher.forReactor(reactor)
+    logs = ChannelLogs(reactor)
+    core = Core(
+        store,
+        MemoryBus(),
+        MemoryRouter(reactor),
+        FanoutNotifier([EventsLogNotifier(logs)]),
+        reactor,
+        CoreSettings.fromConfig(config),
+    )
     throttle = LoginThrottle(
         reactor,
         maxPerAccount=config["LOGIN_MAX_FAILURES"],
@@ -441,8 +480,9 @@ def makeParts(
         store=store,
         hasher=hasher,
         throttle=throttle,
-        logs=ChannelLogs(reactor),
+        logs=logs,
         portal=makePortal(store, hasher, throttle, reactor),
+        core=core,
     )
 
 
@@ -468,6 +508,7 @@ def makeService(
         parts, installSignalHandlers=installSignalHandlers, exitOnFatal=exitOnFatal
     )
     StoreService(config, parts.store, parts.hasher, reactor).setServiceParent(root)
+    CoreService(parts.core).setServiceParent(root)
     site = makeSite(makePublicRoot(parts.store.health, reactor))
     ListenerService(
         "http",
