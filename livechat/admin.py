@@ -94,6 +94,22 @@ def _parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
 
+    k = sub.add_parser("create-api-key", help="make an API key for a licence (shown once)")
+    k.add_argument("licence", type=int)
+    k.add_argument("--name", default="", help="what the key is for")
+    k.add_argument(
+        "--scope",
+        action="append",
+        default=[],
+        required=True,
+        help="what it may do, e.g. control (repeatable)",
+    )
+    lk = sub.add_parser("list-api-keys", help="list a licence's API keys (not the secrets)")
+    lk.add_argument("licence", type=int)
+    rk = sub.add_parser("revoke-api-key", help="revoke an API key")
+    rk.add_argument("licence", type=int)
+    rk.add_argument("key_id")
+
     sub.add_parser("list-licences", help="list the licences")
     lo = sub.add_parser("list-operators", help="list the operators of a licence")
     lo.add_argument("licence", type=int)
@@ -310,7 +326,49 @@ async def _listOperators(
     _table(rows, out)
 
 
+async def _createApiKey(
+    store: SqlStore, hasher: PasswordHasher, args: Any, out: TextIO, stdin: TextIO
+) -> None:
+    from livechat.apikeys import SCOPES, createKey
+
+    unknown = set(args.scope) - SCOPES
+    if unknown:
+        raise AdminError(
+            f"unknown scope(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(SCOPES))}"
+        )
+    if await store.getLicence(args.licence) is None:
+        raise AdminError(f"licence {args.licence} does not exist")
+    key, made = await createKey(store, args.licence, args.name, set(args.scope))
+    out.write(f"API key {made.key_id} created in licence {args.licence}\n")
+    out.write(f"key {key}\n")
+
+
+async def _listApiKeys(
+    store: SqlStore, hasher: PasswordHasher, args: Any, out: TextIO, stdin: TextIO
+) -> None:
+    keys = await store.listApiKeys(args.licence)
+    if not keys:
+        out.write(f"licence {args.licence} has no API keys\n")
+        return
+    rows = [["KEY_ID", "NAME", "SCOPES", "CREATED", "STATE"]]
+    for keyId, name, scopes, created, revoked in keys:
+        rows.append(
+            [keyId, name or "-", scopes, formatTime(created), "revoked" if revoked else "active"]
+        )
+    _table(rows, out)
+
+
+async def _revokeApiKey(
+    store: SqlStore, hasher: PasswordHasher, args: Any, out: TextIO, stdin: TextIO
+) -> None:
+    await store.revokeApiKey(args.licence, args.key_id)
+    out.write(f"API key {args.key_id} revoked\n")
+
+
 _COMMANDS = {
+    "create-api-key": _createApiKey,
+    "list-api-keys": _listApiKeys,
+    "revoke-api-key": _revokeApiKey,
     "create-licence": _createLicence,
     "create-operator": _createOperator,
     "set-password": _setPassword,

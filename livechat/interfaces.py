@@ -109,6 +109,21 @@ class IStore(Interface):
             licence's enabled operators.
         """
 
+    def createApiKey(licence, key_id, secret_hash, name, scopes):
+        """Store an API key (see L{livechat.apikeys}).  @return: Deferred firing with C{None}."""
+
+    def getApiKey(key_id):
+        """
+        @return: Deferred firing with C{(licence, secret hash, name, scopes,
+            revoked)} or C{None}.
+        """
+
+    def listApiKeys(licence):
+        """@return: Deferred firing with C{(key id, name, scopes, created, revoked)} tuples."""
+
+    def revokeApiKey(licence, key_id):
+        """@return: Deferred firing with C{None}; NotFound for an unknown key."""
+
     def getState(name):
         """@return: Deferred firing with a server-wide value (str) or C{None}."""
 

@@ -210,6 +210,40 @@ class AdminMixin(DialectMixin):
         code, _, _ = yield self.admin("explode")
         self.assertEqual(code, 2)
 
+    @defer.inlineCallbacks
+    def test_apiKeys(self) -> Any:
+        """
+        create-api-key prints a key once; it checks out for its licence and
+        scope only; list shows it without the secret; revoke ends it.
+        """
+        from livechat.apikeys import checkKey
+
+        yield self.admin("create-licence", "--number", "5")
+        yield self.admin("create-licence", "--number", "6")
+        code, out, err = yield self.admin(
+            "create-api-key", "5", "--name", "web", "--scope", "control"
+        )
+        self.assertEqual((code, err), (0, ""))
+        key = out.splitlines()[1].split(" ", 1)[1]
+        store = yield self.store()
+        found = yield checkKey(store, key, licence=5, scope="control")
+        self.assertEqual((found.licence, found.name), (5, "web"))
+        self.assertIsNone((yield checkKey(store, key, licence=6)))
+        self.assertIsNone((yield checkKey(store, key, scope="api")))
+        self.assertIsNone((yield checkKey(store, key[:-1] + ("A" if key[-1] != "A" else "B"))))
+        self.assertIsNone((yield checkKey(store, "garbage")))
+        code, out, _ = yield self.admin("list-api-keys", "5")
+        self.assertIn(found.key_id, out)
+        self.assertNotIn(key, out)
+        code, out, _ = yield self.admin("revoke-api-key", "5", found.key_id)
+        self.assertEqual(code, 0)
+        self.assertIsNone((yield checkKey(store, key)))
+        code, _, err = yield self.admin("create-api-key", "5", "--scope", "root")
+        self.assertEqual(code, 1)
+        self.assertIn("unknown scope", err)
+        code, _, err = yield self.admin("revoke-api-key", "6", found.key_id)
+        self.assertEqual(code, 1)
+
 
 globals().update(bothDialects(AdminMixin, "AdminTests"))
 

@@ -441,3 +441,52 @@ def claimState_txn(txn: Txn, name: str, value: str) -> bool:
             return False
         raise
     return True
+
+
+# -- API keys ------------------------------------------------------------------
+
+
+def createApiKey_txn(
+    txn: Txn, licence: int, keyId: str, secretHash: str, name: str, scopes: str, nowMS: int
+) -> None:
+    if not licenceExists_txn(txn, licence):
+        raise NotFound(f"licence {licence} does not exist")
+    txn.execute(
+        "INSERT INTO {api_keys} (licence_id, key_id, secret_hash, name, scopes, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (licence, keyId, secretHash, name, scopes, nowMS),
+    )
+
+
+def getApiKey_txn(txn: Txn, keyId: str) -> tuple[int, str, str, str, bool] | None:
+    """C{(licence, secret hash, name, scopes, revoked)} of a key id."""
+    row = txn.queryOne(
+        "SELECT licence_id, secret_hash, name, scopes, revoked FROM {api_keys} WHERE key_id = ?",
+        (keyId,),
+    )
+    if row is None:
+        return None
+    return int(row[0]), row[1], row[2], row[3], bool(row[4])
+
+
+def listApiKeys_txn(txn: Txn, licence: int) -> list[tuple[str, str, str, int, bool]]:
+    rows = txn.query(
+        "SELECT key_id, name, scopes, created_at, revoked FROM {api_keys} "
+        "WHERE licence_id = ? ORDER BY id",
+        (licence,),
+    )
+    return [(r[0], r[1], r[2], int(r[3]), bool(r[4])) for r in rows]
+
+
+def revokeApiKey_txn(txn: Txn, licence: int, keyId: str) -> None:
+    txn.execute(
+        "UPDATE {api_keys} SET revoked = 1 WHERE licence_id = ? AND key_id = ?", (licence, keyId)
+    )
+    if (
+        txn.rowcount == 0
+        and txn.queryOne(
+            "SELECT 1 FROM {api_keys} WHERE licence_id = ? AND key_id = ?", (licence, keyId)
+        )
+        is None
+    ):
+        raise NotFound(f"no key {keyId} in licence {licence}")

@@ -188,6 +188,31 @@ class SqlStore:
     def countOperators(self, licence: int) -> defer.Deferred[dict[AccountType, int]]:
         return self.db.runGlobal("count operators", accounts.countOperators_txn, licence)
 
+    # -- API keys -------------------------------------------------------------------
+
+    def createApiKey(
+        self, licence: int, key_id: str, secret_hash: str, name: str, scopes: str
+    ) -> defer.Deferred[None]:
+        return self.db.runGlobal(
+            "create api key",
+            accounts.createApiKey_txn,
+            licence,
+            key_id,
+            secret_hash,
+            name,
+            scopes,
+            self._now(),
+        )
+
+    def getApiKey(self, key_id: str) -> defer.Deferred[tuple[int, str, str, str, bool] | None]:
+        return self.db.runGlobal("get api key", accounts.getApiKey_txn, key_id)
+
+    def listApiKeys(self, licence: int) -> defer.Deferred[list[tuple[str, str, str, int, bool]]]:
+        return self.db.runGlobal("list api keys", accounts.listApiKeys_txn, licence)
+
+    def revokeApiKey(self, licence: int, key_id: str) -> defer.Deferred[None]:
+        return self.db.runGlobal("revoke api key", accounts.revokeApiKey_txn, licence, key_id)
+
     # -- server state -------------------------------------------------------------
 
     def getState(self, name: str) -> defer.Deferred[str | None]:
