@@ -685,3 +685,48 @@ def sampleConfig() -> str:
         out.extend(textwrap.wrap(key.doc + live, 76, initial_indent="# ", subsequent_indent="# "))
         out.append(f"#{key.name} {key.default}".rstrip())
     return "\n".join(out) + "\n"
+
+
+def keysTable() -> str:
+    """The table of every key, as docs/configuration.md shows it."""
+    out: list[str] = []
+    section = None
+    for key in KEYS.values():
+        if key.section != section:
+            if section is not None:
+                out.append("")
+            section = key.section
+            out += [f"### {section}", "", "| key | default | live | meaning |", "|---|---|---|---|"]
+        default = f"`{key.default}`" if key.default else "(empty)"
+        out.append(f"| `{key.name}` | {default} | {'yes' if key.live else ''} | {key.doc} |")
+    return "\n".join(out) + "\n"
+
+
+def _main(argv: list[str]) -> int:
+    """
+    C{python -m livechat.config sample} prints etc/lc_serv.cfg;
+    C{python -m livechat.config write} rewrites etc/lc_serv.cfg and the key
+    table of docs/configuration.md from L{KEYS} (run it after adding a key).
+    """
+    import sys
+
+    if argv == ["sample"]:
+        sys.stdout.write(sampleConfig())
+        return 0
+    if argv == ["write"]:
+        with open("etc/lc_serv.cfg", "w", encoding="utf-8") as f:
+            f.write(sampleConfig())
+        with open("docs/configuration.md", encoding="utf-8") as f:
+            text = f.read()
+        head = text[: text.index("## All keys")]
+        with open("docs/configuration.md", "w", encoding="utf-8") as f:
+            f.write(head + "## All keys\n\n" + keysTable())
+        return 0
+    sys.stderr.write("usage: python -m livechat.config sample|write\n")
+    return 2
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_main(sys.argv[1:]))
