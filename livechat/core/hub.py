@@ -49,6 +49,7 @@ from livechat.model import (
 )
 from livechat.storage.accounts import formatTime
 from livechat.storage.chats import (
+    INVITED,
     DomainEvent,
     EventDraft,
     NotParticipant,
@@ -527,8 +528,6 @@ class Core:
         self._online: dict[int, bool] = {}
         self._channels: dict[str, _Listeners] = {}
         self._offers: dict[tuple[int, int], tuple[int, Any]] = {}
-        self._conference: dict[tuple[int, int, int], float] = {}
-        self._invitations: dict[tuple[int, str], tuple[str, int, str]] = {}
         self._sweep: task.LoopingCall | None = None
         self._inflight: set[defer.Deferred[Any]] = set()
 
@@ -756,9 +755,7 @@ class Core:
         chats = await self.router.removeOperator(licence, operatorId)
         store = self.store.forLicence(licence)
         for chatId in chats:
-            offer = self._offers.get((licence, chatId))
-            if offer is not None and offer[0] == operatorId:
-                await self._withdraw(licence, chatId, operatorId, "operator_offline")
+            if await self._withdraw(licence, chatId, operatorId, "operator_offline"):
                 continue
             chat = await store.getChat(chatId)
             if chat is None or chat.status is not ChatStatus.ACTIVE or chat.operator != operatorId:
@@ -861,7 +858,6 @@ class Core:
     def _sweepVisitors(self) -> None:
         for state in list(self.visitors.expired()):
             self.visitors.remove(state.licence, state.id)
-            self._invitations.pop((state.licence, state.id), None)
             self._publish(
                 agentsChannel(state.licence), {"type": "visitor.gone", "visitorId": state.id}
             )
@@ -950,8 +946,8 @@ class Core:
                 continue
             timer = self.clock.callLater(
                 self.settings.acceptTimeout,
-                lambda c=chat.id, o=operatorId: self.background(
-                    self._acceptTimedOut(licence, c, o), "accept timeout"
+                lambda c=chat.id, o=operatorId, at=chat.assigned_at: self.background(
+                    self._acceptTimedOut(licence, c, o, at), "accept timeout"
                 ),
             )
             self._offers[(licence, chat.id)] = (operatorId, timer)
@@ -976,27 +972,42 @@ class Core:
             )
         await self._publishQueue(licence)
 
-    async def _acceptTimedOut(self, licence: int, chatId: int, operatorId: int) -> None:
-        offer = self._offers.get((licence, chatId))
-        if offer is None or offer[0] != operatorId:
-            return
-        await self._withdraw(licence, chatId, operatorId, "timeout")
+    async def _acceptTimedOut(
+        self, licence: int, chatId: int, operatorId: int, assignedAt: int | None
+    ) -> None:
+        await self._withdraw(licence, chatId, operatorId, "timeout", assignedAt)
 
-    async def _withdraw(self, licence: int, chatId: int, operatorId: int, reason: str) -> None:
-        """Take an offered chat back from an operator and route it again."""
-        offer = self._offers.pop((licence, chatId), None)
-        if offer is not None and offer[1].active():
-            offer[1].cancel()
+    async def _withdraw(
+        self, licence: int, chatId: int, operatorId: int, reason: str, assignedAt: int | None = None
+    ) -> bool:
+        """
+        Take an offered chat back from an operator and route it again.  The
+        database decides: only a chat still offered to that operator (in the
+        offer made at C{assignedAt}, when given) is taken back.
+        """
+        offer = self._offers.get((licence, chatId))
+        if offer is not None and offer[0] == operatorId:
+            self._offers.pop((licence, chatId), None)
+            if offer[1].active():
+                offer[1].cancel()
         store = self.store.forLicence(licence)
+
+        def check(locked: Chat) -> list[EventDraft]:
+            if locked.operator != operatorId or (
+                assignedAt is not None and locked.assigned_at != assignedAt
+            ):
+                raise WrongState(locked)
+            return []
+
         try:
             chat, _, _ = await store.appendEvents(
                 chatId,
-                [],
+                check,
                 require=[ChatStatus.ASSIGNED],
                 update={"status": ChatStatus.REQUESTED, "operator": None},
             )
         except (WrongState, LookupError):
-            return
+            return False
         self._publish(
             operatorChannel(licence, operatorId),
             {"type": "chat.withdrawn", "chatId": chatId, "reason": reason},
@@ -1004,6 +1015,7 @@ class Core:
         assignments = await self.router.release(licence, operatorId, chatId)
         await self._route(licence, chat, exclude={operatorId})
         await self._assign(licence, assignments)
+        return True
 
     # -- chat requests --------------------------------------------------------------
 
@@ -1075,14 +1087,12 @@ class Core:
 
     async def _accept(self, session: OperatorSession, chatId: int) -> int:
         licence = session.licence
-        offer = self._offers.get((licence, chatId))
-        if offer is None or offer[0] != session.operator.id:
-            raise CoreError("wrong_state", f"chat {chatId} is not offered to you")
-        presence = self.presence(licence, session.operator.id)
-        store = self.store.forLicence(licence)
         operator = session.operator
+        presence = self.presence(licence, operator.id)
+        store = self.store.forLicence(licence)
         chat = await store.getChat(chatId)
-        assert chat is not None
+        if chat is None or chat.status is not ChatStatus.ASSIGNED or chat.operator != operator.id:
+            raise CoreError("wrong_state", f"chat {chatId} is not offered to you")
         inviting = None
         if chat.inviting_operator is not None:
             inviter = await self.store.getOperatorById(licence, chat.inviting_operator)
@@ -1094,24 +1104,31 @@ class Core:
         }
         if inviting:
             fields["INVITING_OP"] = inviting
+
+        def drafts(locked: Chat) -> list[EventDraft]:
+            # The offer is the database's word, so an accept works on any node.
+            if locked.operator != operator.id:
+                raise WrongState(locked)
+            return [
+                EventDraft(
+                    originator=session.ref,
+                    role=Role.ASSIGNED_AGENT,
+                    name=session.name,
+                    event=E.join(session.ref, Role.ASSIGNED_AGENT, session.name),
+                )
+            ]
+
         try:
             chat, stored, domain = await store.appendEvents(
                 chatId,
-                [
-                    EventDraft(
-                        originator=session.ref,
-                        role=Role.ASSIGNED_AGENT,
-                        name=session.name,
-                        event=E.join(session.ref, Role.ASSIGNED_AGENT, session.name),
-                    )
-                ],
+                drafts,
                 require=[ChatStatus.ASSIGNED],
                 update={"status": ChatStatus.ACTIVE, "accepted_at": self._now()},
                 participants=Participants(join=[(session.ref, Role.ASSIGNED_AGENT)]),
                 domain=[DomainEvent(name="CHAT_STARTED", fields=fields)],
             )
-        except WrongState as e:
-            raise CoreError("wrong_state", str(e)) from None
+        except WrongState:
+            raise CoreError("wrong_state", f"chat {chatId} is not offered to you") from None
         offer = self._offers.pop((licence, chatId), None)
         if offer is not None and offer[1].active():
             offer[1].cancel()
@@ -1125,10 +1142,8 @@ class Core:
         return stored[-1].seq
 
     async def _decline(self, session: OperatorSession, chatId: int) -> None:
-        offer = self._offers.get((session.licence, chatId))
-        if offer is None or offer[0] != session.operator.id:
+        if not await self._withdraw(session.licence, chatId, session.operator.id, "declined"):
             raise CoreError("wrong_state", f"chat {chatId} is not offered to you")
-        await self._withdraw(session.licence, chatId, session.operator.id, "declined")
 
     # -- posting ---------------------------------------------------------------------
 
@@ -1323,24 +1338,31 @@ class Core:
         if any(p == ref for p, _ in await store.participants(chatId)):
             raise CoreError("wrong_state", "that operator is in the chat already")
         invited = E.participant(ref, Role.AGENT, target.operator.displayName)
+
+        def drafts(locked: Chat) -> list[EventDraft]:
+            if locked.kind is not ChatKind.VISITOR:
+                raise WrongState(locked)
+            return [
+                EventDraft(
+                    originator=session.ref,
+                    role=Role.AGENT,
+                    name=session.name,
+                    event=E.invite(invited),
+                )
+            ]
+
         try:
             chat, stored, _ = await store.appendEvents(
                 chatId,
-                [
-                    EventDraft(
-                        originator=session.ref,
-                        role=Role.AGENT,
-                        name=session.name,
-                        event=E.invite(invited),
-                    )
-                ],
+                drafts,
                 require=[ChatStatus.ACTIVE],
+                requireParticipant=session.ref,
+                participants=Participants(join=[(ref, INVITED)]),
             )
         except WrongState as e:
             raise CoreError("wrong_state", str(e)) from None
-        if chat.kind is not ChatKind.VISITOR:
-            raise CoreError("bad_request", "only visitor chats have conferences")
-        self._conference[(licence, chatId, operatorId)] = self.clock.seconds()
+        except NotParticipant as e:
+            raise CoreError("forbidden", str(e)) from None
         self._publishStored(licence, stored)
         self._publish(
             operatorChannel(licence, operatorId),
@@ -1354,9 +1376,6 @@ class Core:
 
     async def _joinConference(self, session: OperatorSession, chatId: int) -> int:
         licence = session.licence
-        invited = self._conference.pop((licence, chatId, session.operator.id), None)
-        if invited is None or self.clock.seconds() - invited > self.settings.acceptTimeout * 4:
-            raise CoreError("forbidden", f"you are not invited to chat {chatId}")
         store = self.store.forLicence(licence)
         try:
             chat, stored, _ = await store.appendEvents(
@@ -1370,10 +1389,13 @@ class Core:
                     )
                 ],
                 require=[ChatStatus.ACTIVE],
+                requireInvited=session.ref,
                 participants=Participants(join=[(session.ref, Role.AGENT)]),
             )
         except WrongState as e:
             raise CoreError("wrong_state", str(e)) from None
+        except NotParticipant as e:
+            raise CoreError("forbidden", str(e)) from None
         self._publishStored(licence, stored)
         self._publish(
             operatorChannel(licence, session.operator.id),
@@ -1533,8 +1555,13 @@ class Core:
         if not isinstance(message, str) or len(message) > self.settings.maxMessageLength:
             raise CoreError("bad_request", "bad invitation message")
         invitation = secrets.token_urlsafe(9)
-        self._invitations[(licence, visitorId)] = (invitation, session.operator.id, message)
-        self._visitorUpdated(licence, visitorId, invitation="sent", invited_by=session.operator.id)
+        self._visitorUpdated(
+            licence,
+            visitorId,
+            invitation="sent",
+            invited_by=session.operator.id,
+            invitation_id=invitation,
+        )
         self._publish(
             visitorChannel(licence, visitorId),
             {
@@ -1557,12 +1584,15 @@ class Core:
         self, session: VisitorSession, accept: bool, name: str, email: str
     ) -> int | None:
         licence = session.licence
-        invitation = self._invitations.pop((licence, session.visitorId), None)
-        if invitation is None:
+        state = self.visitors.get(licence, session.visitorId)
+        if state is None or state.invitation != "sent" or state.invited_by is None:
             raise CoreError("not_found", "there is no invitation to answer")
-        invitationId, operatorId, _ = invitation
+        invitationId, operatorId = state.invitation_id, state.invited_by
         self._visitorUpdated(
-            licence, session.visitorId, invitation="accepted" if accept else "declined"
+            licence,
+            session.visitorId,
+            invitation="accepted" if accept else "declined",
+            invitation_id="",
         )
         self._publish(
             agentsChannel(licence),

@@ -34,6 +34,7 @@ class VisitorState:
     invitation: str = ""
     """'' | 'sent' | 'accepted' | 'declined'."""
     invited_by: int | None = None
+    invitation_id: str = ""
     name: str = ""
     email: str = ""
     customer_id: str = ""

@@ -26,6 +26,9 @@ CHAT_COLUMNS = (
     "id, kind, status, visitor_id, group_id, operator, inviting_operator, name, email, "
     "created_at, assigned_at, accepted_at, closed_at, close_reason, last_seq, pair_key"
 )
+INVITED = "INVITED"
+"""The participant role of an operator invited to a conference, not yet in it."""
+
 _UPDATABLE = {
     "status",
     "group_id",
@@ -232,6 +235,15 @@ class WrongState(Exception):
         self.chat = chat
 
 
+def _isParticipant(txn: Txn, chatId: int, participant: str, invited: bool) -> bool:
+    row = txn.queryOne(
+        "SELECT role FROM {chat_participants} "
+        "WHERE chat_id = ? AND participant = ? AND left_at IS NULL",
+        (chatId, participant),
+    )
+    return row is not None and (row[0] == INVITED) == invited
+
+
 class NotParticipant(Exception):
     """The originator is not (or no longer) a participant of the chat."""
 
@@ -244,6 +256,7 @@ def appendEvents_txn(
     *,
     require: Iterable[ChatStatus] | None = None,
     requireParticipant: str | None = None,
+    requireInvited: str | None = None,
     update: dict[str, Any] | None = None,
     participants: Participants | None = None,
     domain: Sequence[DomainEvent] = (),
@@ -258,7 +271,9 @@ def appendEvents_txn(
         them (for a role that depends on who is assigned now).
     @param require: the chat must be in one of these states (else WrongState).
     @param requireParticipant: this participant must be in the chat (not
-        checked for the team chat, which every operator is in).
+        checked for the team chat, which every operator is in); one only
+        invited is not in it yet.
+    @param requireInvited: this participant must be invited to the chat.
     @param domainAfter: optional C{f(chat_after, stored_events, txn) ->
         [DomainEvent]} for domain events that need the result (a transcript).
     @return: the chat as it is after the change, the stored events, and the
@@ -270,15 +285,11 @@ def appendEvents_txn(
     if require is not None and chat.status not in set(require):
         raise WrongState(chat)
     if requireParticipant is not None and chat.kind is not ChatKind.TEAM:
-        if (
-            txn.queryOne(
-                "SELECT 1 FROM {chat_participants} "
-                "WHERE chat_id = ? AND participant = ? AND left_at IS NULL",
-                (chatId, requireParticipant),
-            )
-            is None
-        ):
+        if not _isParticipant(txn, chatId, requireParticipant, invited=False):
             raise NotParticipant(f"{requireParticipant} is not in chat {chatId}")
+    if requireInvited is not None:
+        if not _isParticipant(txn, chatId, requireInvited, invited=True):
+            raise NotParticipant(f"{requireInvited} is not invited to chat {chatId}")
     if callable(events):
         events = events(chat)
     stored = _insertEvents(txn, chatId, chat.last_seq + 1, events, nowMS)
@@ -332,7 +343,8 @@ def openChatsOf_txn(txn: Txn, participant: str) -> list[Chat]:
     rows = txn.query(
         f"SELECT {', '.join('c.' + c.strip() for c in CHAT_COLUMNS.split(','))} "
         "FROM {chats} c JOIN {chat_participants} p ON p.chat_id = c.id "
-        "WHERE p.participant = ? AND p.left_at IS NULL AND c.status <> 'closed' ORDER BY c.id",
+        "WHERE p.participant = ? AND p.left_at IS NULL AND p.role <> 'INVITED' "
+        "AND c.status <> 'closed' ORDER BY c.id",
         (participant,),
     )
     return [chatFromRow(txn.licence or 0, r) for r in rows]
