@@ -603,8 +603,12 @@ class PresenceTests(CoreMixin, unittest.TestCase):
         update = yield ca.next(isType("visitor.update"))
         self.assertEqual(update["visitor"]["url"], "https://shop.example/")
         self.assertEqual([m for m in cx.messages if m.get("type", "").startswith("visitor")], [])
-        self.assertEqual([v["id"] for v in sa.visitors()], ["visitor-0100"])
-        self.assertEqual(sx.visitors(), [])
+        self.assertEqual([v["id"] for v in (yield sa.visitors())], ["visitor-0100"])
+        self.assertEqual((yield sx.visitors()), [])
+        self.assertTrue((yield self.core.isLicenceOnline(100)))
+        self.assertTrue((yield self.core.isLicenceOnline(200)))
+        self.assertFalse((yield self.core.isLicenceOnline(300)))
+        self.assertEqual([o["nick"] for o in (yield sx.operators())], [x.nick])
 
     @defer.inlineCallbacks
     def test_visitorsExpireAndReturn(self) -> Any:
@@ -619,10 +623,10 @@ class PresenceTests(CoreMixin, unittest.TestCase):
         self.assertFalse(first["visitor"]["returning"])
         v.disconnect()
         self.clock.advance(599)
-        self.assertEqual(len(sa.visitors()), 1)
+        self.assertEqual(len((yield sa.visitors())), 1)
         self.clock.advance(61)
         yield ca.next(isType("visitor.gone", visitorId="visitor-0007"))
-        self.assertEqual(sa.visitors(), [])
+        self.assertEqual((yield sa.visitors()), [])
         self.clock.advance(3600)
         back, _ = yield self.connectVisitor("visitor-0007")
         again = yield ca.next(

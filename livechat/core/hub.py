@@ -297,12 +297,14 @@ class OperatorSession(_Session):
     def setStatus(self, status: OperatorStatus) -> defer.Deferred[None]:
         return defer.ensureDeferred(self.core._setStatus(self.licence, self.operator.id, status))
 
+    @_deferred
     def operators(self) -> list[dict[str, Any]]:
-        """The licence's operators that are online, with their status."""
+        """Fires with the licence's operators that are online, with their status."""
         return self.core.operatorsOnline(self.licence)
 
+    @_deferred
     def visitors(self) -> list[dict[str, Any]]:
-        """The licence's visitors now (changes follow as visitor.update)."""
+        """Fires with the licence's visitors now (changes follow as visitor.update)."""
         return [v.toJSON() for v in self.core.visitors.all(self.licence)]
 
     # -- chats -------------------------------------------------------------------
@@ -637,6 +639,14 @@ class Core:
 
     def operatorsOnline(self, licence: int) -> list[dict[str, Any]]:
         return [p.toJSON() for p in self._presence.get(licence, {}).values()]
+
+    def isLicenceOnline(self, licence: int) -> defer.Deferred[bool]:
+        """
+        Fires with whether an operator of the licence can take chats now (its
+        chat button shows online).  Asynchronous: in a cluster the answer
+        comes from shared state.
+        """
+        return defer.succeed(self.licenceOnline(licence))
 
     def licenceOnline(self, licence: int) -> bool:
         return any(
