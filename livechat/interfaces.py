@@ -367,3 +367,64 @@ class IRouter(Interface):
 
     def load(licence, operator):
         """@return: Deferred firing with the chat ids counted against the operator."""
+
+
+class IPresence(Interface):
+    """
+    Soft state shared by the nodes: which operators are connected (and on
+    which nodes), their status; whether each licence is online; the
+    visitors on each licence's site.  In memory for a single node, in Redis
+    with expiry for a cluster.  Every method returns a Deferred.
+    """
+
+    def operatorUp(licence, info, node):
+        """
+        C{node} has connections of the operator described by C{info} (a
+        L{livechat.core.presence.OperatorInfo}); store or refresh it.
+        """
+
+    def operatorDown(licence, operator, node):
+        """
+        C{node} has no more connections of the operator.
+
+        @return: Deferred firing with C{True} if no node has any now (the
+            operator's presence is gone).
+        """
+
+    def operator(licence, operator):
+        """@return: Deferred firing with the operator's OperatorInfo, or C{None}."""
+
+    def operators(licence):
+        """@return: Deferred firing with the connected operators' OperatorInfos."""
+
+    def setOnline(licence, online):
+        """
+        Record whether the licence is online (its button state).
+
+        @return: Deferred firing with whether that changed it (exactly one
+            caller sees a change, even with several nodes).
+        """
+
+    def visitor(licence, visitor_id):
+        """@return: Deferred firing with the L{livechat.core.visitors.VisitorState} or C{None}."""
+
+    def putVisitor(state):
+        """
+        Store a visitor's state (new or changed).
+
+        @return: Deferred firing with the visitors dropped to make room.
+        """
+
+    def removeVisitor(licence, visitor_id):
+        """@return: Deferred firing with the removed state, or C{None}."""
+
+    def visitors(licence):
+        """@return: Deferred firing with the licence's visitors, oldest visit first."""
+
+    def expiredVisitors():
+        """
+        Take the visitors idle for longer than the idle timeout out of the
+        list (each is handed to exactly one caller).
+
+        @return: Deferred firing with them.
+        """

@@ -550,17 +550,41 @@ class PresenceTests(CoreMixin, unittest.TestCase):
         statuses = [e.fields["STATUS"] for _, e in self.notifier.named("BUTTON_STATUS")]
         self.assertEqual(statuses, ["online"])
         web.disconnect()
-        self.assertIsNotNone(self.core.presence(100, a.id))
+        self.assertIsNotNone((yield self.core.operatorInfo(100, a.id)))
         rich.disconnect()
         self.clock.advance(59)
-        self.assertIsNotNone(self.core.presence(100, a.id))
+        self.assertIsNotNone((yield self.core.operatorInfo(100, a.id)))
         self.clock.advance(1)
         yield self.notifier.wait("BUTTON_STATUS", 2)
-        self.assertIsNone(self.core.presence(100, a.id))
+        self.assertIsNone((yield self.core.operatorInfo(100, a.id)))
         statuses = [e.fields["STATUS"] for _, e in self.notifier.named("BUTTON_STATUS")]
         self.assertEqual(statuses, ["online", "offline"])
         ops = [e.fields["STATUS"] for _, e in self.notifier.named("OPERATOR_STATUS")]
         self.assertEqual(ops, [0, 2])
+
+    @defer.inlineCallbacks
+    def test_offlineWhileConnected(self) -> Any:
+        """
+        An operator may choose OFFLINE while connected: their waiting chat
+        goes back to routing and the button goes offline; choosing ONLINE
+        again makes them available again.
+        """
+        a = yield self.operator(nick="ann")
+        sa, ca = yield self.connectOperator(a)
+        v, vchan = yield self.connectVisitor()
+        chatId = yield v.requestChat(message="hi")
+        yield ca.next(isType("chat.offered", chatId=chatId))
+        yield sa.setStatus(OperatorStatus.OFFLINE)
+        yield ca.next(isType("chat.withdrawn", chatId=chatId))
+        yield vchan.next(isType("chat.queue", chatId=chatId, position=1))
+        self.assertFalse((yield self.core.isLicenceOnline(100)))
+        info = yield self.core.operatorInfo(100, a.id)
+        self.assertEqual(info.status, OperatorStatus.OFFLINE)
+        yield sa.setStatus(OperatorStatus.ONLINE)
+        yield ca.next(isType("chat.offered", chatId=chatId))
+        self.assertTrue((yield self.core.isLicenceOnline(100)))
+        buttons = [e.fields["STATUS"] for _, e in self.notifier.named("BUTTON_STATUS")]
+        self.assertEqual(buttons, ["online", "offline", "online"])
 
     @defer.inlineCallbacks
     def test_reconnectWithinGrace(self) -> Any:

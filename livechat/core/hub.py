@@ -31,9 +31,10 @@ from twisted.logger import Logger
 from livechat.core import events as E
 from livechat.core.errors import CoreError
 from livechat.core.feed import ChatFeed
+from livechat.core.presence import MemoryPresence, OperatorInfo
 from livechat.core.routing import Assignment, Availability, RouteRequest
-from livechat.core.visitors import VisitorRegistry, VisitorState
-from livechat.interfaces import IBus, INotifier, IRouter, IStore
+from livechat.core.visitors import VisitorState
+from livechat.interfaces import IBus, INotifier, IPresence, IRouter, IStore
 from livechat.model import (
     AcceptStatus,
     Chat,
@@ -298,14 +299,14 @@ class OperatorSession(_Session):
         return defer.ensureDeferred(self.core._setStatus(self.licence, self.operator.id, status))
 
     @_deferred
-    def operators(self) -> list[dict[str, Any]]:
+    async def operators(self) -> list[dict[str, Any]]:
         """Fires with the licence's operators that are online, with their status."""
-        return self.core.operatorsOnline(self.licence)
+        return await self.core.operatorsOnline(self.licence)
 
     @_deferred
-    def visitors(self) -> list[dict[str, Any]]:
+    async def visitors(self) -> list[dict[str, Any]]:
         """Fires with the licence's visitors now (changes follow as visitor.update)."""
-        return [v.toJSON() for v in self.core.visitors.all(self.licence)]
+        return [v.toJSON() for v in await self.core.presence.visitors(self.licence)]
 
     # -- chats -------------------------------------------------------------------
 
@@ -392,6 +393,7 @@ class VisitorSession(_Session):
     ) -> None:
         super().__init__(core, licence, channel)
         self.visitorId = visitorId
+        self.displayName = "Visitor"
         self.ref = visitorRef(visitorId)
         self.role = Role.CONSUMER
         self.address = address
@@ -401,8 +403,7 @@ class VisitorSession(_Session):
 
     @property
     def name(self) -> str:
-        state = self.core.visitors.get(self.licence, self.visitorId)
-        return (state.name if state and state.name else "") or "Visitor"
+        return self.displayName
 
     def _onMessage(self, message: dict[str, Any]) -> None:
         self.deliver(message)
@@ -473,22 +474,12 @@ class VisitorSession(_Session):
 
 
 @attr.s(auto_attribs=True, kw_only=True)
-class _Presence:
-    operator: Operator
-    status: OperatorStatus
-    capacity: int
-    groups: frozenset[int]
+class _LocalOperator:
+    """An operator's connections on this node (their presence is shared)."""
+
+    info: OperatorInfo
     sessions: list[OperatorSession] = attr.Factory(list)
     grace: Any = None
-
-    def toJSON(self) -> dict[str, Any]:
-        return {
-            "id": operatorRef(self.operator.id),
-            "operatorId": self.operator.operator_id,
-            "nick": self.operator.nick,
-            "name": self.operator.displayName,
-            "status": int(self.status),
-        }
 
 
 @attr.s(auto_attribs=True)
@@ -516,6 +507,8 @@ class Core:
         notifier: INotifier,
         clock: Any,
         settings: CoreSettings | None = None,
+        presence: IPresence | None = None,
+        nodeId: str = "local",
     ) -> None:
         self.store = store
         self.bus = bus
@@ -523,11 +516,12 @@ class Core:
         self.notifier = notifier
         self.clock = clock
         self.settings = settings or CoreSettings()
-        self.visitors = VisitorRegistry(
+        self.presence: IPresence = presence or MemoryPresence(
             clock, self.settings.visitorIdle, self.settings.maxVisitorsPerLicence
         )
-        self._presence: dict[int, dict[int, _Presence]] = {}
-        self._online: dict[int, bool] = {}
+        self.nodeId = nodeId
+        self._local: dict[tuple[int, int], _LocalOperator] = {}
+        self._localVisitors: dict[tuple[int, str], list[VisitorSession]] = {}
         self._channels: dict[str, _Listeners] = {}
         self._offers: dict[tuple[int, int], tuple[int, Any]] = {}
         self._sweep: task.LoopingCall | None = None
@@ -548,9 +542,9 @@ class Core:
             if timer.active():
                 timer.cancel()
         self._offers.clear()
-        for presence in [p for ops in self._presence.values() for p in ops.values()]:
-            if presence.grace is not None and presence.grace.active():
-                presence.grace.cancel()
+        for local in self._local.values():
+            if local.grace is not None and local.grace.active():
+                local.grace.cancel()
         return defer.DeferredList(list(self._inflight), consumeErrors=True)
 
     def reconfigure(self, config: Any) -> None:
@@ -634,11 +628,12 @@ class Core:
 
     # -- operators' presence ------------------------------------------------------------
 
-    def presence(self, licence: int, operator: int) -> _Presence | None:
-        return self._presence.get(licence, {}).get(operator)
+    def operatorInfo(self, licence: int, operator: int) -> defer.Deferred[OperatorInfo | None]:
+        """Fires with a connected operator's OperatorInfo (on any node), or C{None}."""
+        return self.presence.operator(licence, operator)
 
-    def operatorsOnline(self, licence: int) -> list[dict[str, Any]]:
-        return [p.toJSON() for p in self._presence.get(licence, {}).values()]
+    async def operatorsOnline(self, licence: int) -> list[dict[str, Any]]:
+        return [info.toJSON() for info in await self.presence.operators(licence)]
 
     def isLicenceOnline(self, licence: int) -> defer.Deferred[bool]:
         """
@@ -646,12 +641,10 @@ class Core:
         chat button shows online).  Asynchronous: in a cluster the answer
         comes from shared state.
         """
-        return defer.succeed(self.licenceOnline(licence))
+        return defer.ensureDeferred(self._licenceOnline(licence))
 
-    def licenceOnline(self, licence: int) -> bool:
-        return any(
-            p.status.takesChats and p.capacity > 0 for p in self._presence.get(licence, {}).values()
-        )
+    async def _licenceOnline(self, licence: int) -> bool:
+        return any(info.canTakeChats for info in await self.presence.operators(licence))
 
     def _capacity(self, licence: Licence, operator: Operator) -> int:
         if operator.max_chats is not None:
@@ -664,33 +657,42 @@ class Core:
         self, session: OperatorSession, status: OperatorStatus | None
     ) -> None:
         licence, operator = session.licence, session.operator
-        ops = self._presence.setdefault(licence, {})
-        presence = ops.get(operator.id)
-        if presence is None:
+        key = (licence, operator.id)
+        local = self._local.get(key)
+        if local is None:
             groups = await self.store.forLicence(licence).groupsOf(operator.id)
-            presence = ops[operator.id] = _Presence(
-                operator=operator,
-                status=OperatorStatus.OFFLINE,
+            shared = await self.presence.operator(licence, operator.id)
+            info = OperatorInfo(
+                operator=operator.id,
+                nick=operator.nick,
+                name=operator.displayName,
+                operator_id=operator.operator_id,
+                status=shared.status if shared else OperatorStatus.OFFLINE,
                 capacity=self._capacity(session.licenceInfo, operator),
                 groups=frozenset(groups),
             )
-        if presence.grace is not None and presence.grace.active():
-            presence.grace.cancel()
-        presence.grace = None
-        presence.sessions.append(session)
-        if status is not None and status != presence.status:
+            local = self._local.setdefault(key, _LocalOperator(info=info))
+        if local.grace is not None and local.grace.active():
+            local.grace.cancel()
+        local.grace = None
+        local.sessions.append(session)
+        current = await self.presence.operator(licence, operator.id)
+        currentStatus = current.status if current else OperatorStatus.OFFLINE
+        if status is not None and status != currentStatus:
             await self._setStatus(licence, operator.id, status)
-        elif presence.status is OperatorStatus.OFFLINE:
+        elif current is None:
             await self._setStatus(licence, operator.id, OperatorStatus.ONLINE)
+        else:
+            await self.presence.operatorUp(licence, current, self.nodeId)
 
     def _operatorDisconnected(self, session: OperatorSession) -> None:
-        presence = self.presence(session.licence, session.operator.id)
-        if presence is None or session not in presence.sessions:
+        local = self._local.get((session.licence, session.operator.id))
+        if local is None or session not in local.sessions:
             return
-        presence.sessions.remove(session)
-        if presence.sessions:
+        local.sessions.remove(session)
+        if local.sessions:
             return
-        presence.grace = self.clock.callLater(
+        local.grace = self.clock.callLater(
             self.settings.operatorGrace,
             lambda: self.background(
                 self._operatorGone(session.licence, session.operator.id), "operator gone"
@@ -698,56 +700,63 @@ class Core:
         )
 
     async def _operatorGone(self, licence: int, operatorId: int) -> None:
-        presence = self.presence(licence, operatorId)
-        if presence is None or presence.sessions:
+        """The grace period after this node's last connection of the operator ended."""
+        local = self._local.get((licence, operatorId))
+        if local is None or local.sessions:
             return
-        presence.grace = None
-        await self._setStatus(licence, operatorId, OperatorStatus.OFFLINE)
+        del self._local[(licence, operatorId)]
+        info = await self.presence.operator(licence, operatorId) or local.info
+        if not await self.presence.operatorDown(licence, operatorId, self.nodeId):
+            return  # connected on another node still
+        offline = attr.evolve(info, status=OperatorStatus.OFFLINE)
+        await self._operatorOffline(licence, offline)
+        if info.status is not OperatorStatus.OFFLINE:
+            await self._statusChanged(licence, offline)
+        await self._checkLicenceOnline(licence)
 
     async def _setStatus(self, licence: int, operatorId: int, status: OperatorStatus) -> None:
-        presence = self.presence(licence, operatorId)
-        if presence is None:
+        local = self._local.get((licence, operatorId))
+        if local is None:
             raise CoreError("unavailable", "the operator is not connected")
         if not isinstance(status, OperatorStatus):
             raise CoreError("bad_request", f"unknown status {status!r}")
-        changed = presence.status != status
-        presence.status = status
+        before = await self.presence.operator(licence, operatorId)
+        info = attr.evolve(before or local.info, status=status)
+        local.info = info
+        await self.presence.operatorUp(licence, info, self.nodeId)
         if status is OperatorStatus.OFFLINE:
-            del self._presence[licence][operatorId]
-            if not self._presence[licence]:
-                del self._presence[licence]
-            await self._operatorOffline(licence, presence)
+            await self._operatorOffline(licence, info)
         else:
             assignments = await self.router.updateOperator(
                 licence,
                 Availability(
                     operator=operatorId,
                     status=status,
-                    capacity=presence.capacity,
-                    groups=presence.groups,
+                    capacity=info.capacity,
+                    groups=info.groups,
                 ),
             )
             await self._assign(licence, assignments)
-        if changed:
-            self._publish(
-                agentsChannel(licence), {"type": "operator.status", "operator": presence.toJSON()}
-            )
-            await self._logDomain(
-                licence,
-                DomainEvent(
-                    name="OPERATOR_STATUS",
-                    fields={"OPERATOR_ID": presence.operator.operator_id, "STATUS": int(status)},
-                ),
-            )
+        if before is None or before.status != status:
+            await self._statusChanged(licence, info)
         await self._checkLicenceOnline(licence)
 
+    async def _statusChanged(self, licence: int, info: OperatorInfo) -> None:
+        self._publish(
+            agentsChannel(licence), {"type": "operator.status", "operator": info.toJSON()}
+        )
+        await self._logDomain(
+            licence,
+            DomainEvent(
+                name="OPERATOR_STATUS",
+                fields={"OPERATOR_ID": info.operator_id, "STATUS": int(info.status)},
+            ),
+        )
+
     async def _checkLicenceOnline(self, licence: int) -> None:
-        online = self.licenceOnline(licence)
-        if self._online.get(licence, False) == online:
+        online = await self._licenceOnline(licence)
+        if not await self.presence.setOnline(licence, online):
             return
-        self._online[licence] = online
-        if not online:
-            self._online.pop(licence, None)
         message = {"type": "licence.status", "licence": licence, "online": online}
         self._publish(agentsChannel(licence), message)
         self._publish(visitorsChannel(licence), message)
@@ -759,9 +768,9 @@ class Core:
             ),
         )
 
-    async def _operatorOffline(self, licence: int, presence: _Presence) -> None:
+    async def _operatorOffline(self, licence: int, info: OperatorInfo) -> None:
         """An operator went offline: hand their chats back to routing."""
-        operatorId = presence.operator.id
+        operatorId = info.operator
         chats = await self.router.removeOperator(licence, operatorId)
         store = self.store.forLicence(licence)
         for chatId in chats:
@@ -778,13 +787,8 @@ class Core:
                         EventDraft(
                             originator=ref,
                             role=Role.SYSTEM,
-                            name=presence.operator.displayName,
-                            event=E.leave(
-                                ref,
-                                Role.ASSIGNED_AGENT,
-                                presence.operator.displayName,
-                                "disconnected",
-                            ),
+                            name=info.name,
+                            event=E.leave(ref, Role.ASSIGNED_AGENT, info.name, "disconnected"),
                         )
                     ],
                     require=[ChatStatus.ACTIVE],
@@ -813,19 +817,15 @@ class Core:
                 fields[key] = value[:limit]
         identity = info.get("identity")
         now = self.clock.seconds()
-        state = self.visitors.get(licence, visitorId)
+        state = await self.presence.visitor(licence, visitorId)
         newVisit = state is None or now - state.last_seen >= self.settings.visitTimeout
         if state is None or newVisit or identity:
             record = await self.store.forLicence(licence).recordVisit(
                 visitorId, newVisit, identity or None
             )
-            state = self.visitors.get(licence, visitorId)
+            state = await self.presence.visitor(licence, visitorId)
             if state is None:
                 state = VisitorState(id=visitorId, licence=licence, visit_started=now)
-                for evicted in self.visitors.add(state):
-                    self._publish(
-                        agentsChannel(licence), {"type": "visitor.gone", "visitorId": evicted.id}
-                    )
             if newVisit:
                 state.previous_visit = record.last_seen if record.visits > 1 else None
                 state.visit_started = now
@@ -839,35 +839,71 @@ class Core:
         if info.get("url") is not None:
             state.pages += 1
         state.last_seen = now
-        snapshot = state.toJSON()
-        self._publish(agentsChannel(licence), {"type": "visitor.update", "visitor": snapshot})
-        return snapshot
+        if (licence, visitorId) in self._localVisitors:
+            state.sessions = max(state.sessions, 1)
+        await self._putVisitor(state)
+        return state.toJSON()
+
+    async def _putVisitor(self, state: VisitorState) -> None:
+        """Store a visitor's state and tell the agents (and who was dropped)."""
+        for session in self._localVisitors.get((state.licence, state.id), ()):
+            session.displayName = state.name or "Visitor"
+        for evicted in await self.presence.putVisitor(state):
+            self._publish(
+                agentsChannel(evicted.licence), {"type": "visitor.gone", "visitorId": evicted.id}
+            )
+        self._publish(
+            agentsChannel(state.licence), {"type": "visitor.update", "visitor": state.toJSON()}
+        )
 
     async def _visitorConnected(self, session: VisitorSession) -> None:
-        state = self.visitors.get(session.licence, session.visitorId)
+        key = (session.licence, session.visitorId)
+        self._localVisitors.setdefault(key, []).append(session)
+        state = await self.presence.visitor(session.licence, session.visitorId)
         if state is None:
             await self._pageView(session.licence, session.visitorId, {"address": session.address})
-            state = self.visitors.get(session.licence, session.visitorId)
+            state = await self.presence.visitor(session.licence, session.visitorId)
         assert state is not None
-        state.sessions += 1
-        state.last_seen = self.clock.seconds()
+        session.displayName = state.name or "Visitor"
+        if not state.sessions:
+            state.sessions = 1
+            state.last_seen = self.clock.seconds()
+            await self._putVisitor(state)
         session.deliver(
             {
                 "type": "licence.status",
                 "licence": session.licence,
-                "online": self.licenceOnline(session.licence),
+                "online": await self._licenceOnline(session.licence),
             }
         )
 
     def _visitorDisconnected(self, session: VisitorSession) -> None:
-        state = self.visitors.get(session.licence, session.visitorId)
-        if state is not None:
-            state.sessions = max(0, state.sessions - 1)
-            state.last_seen = self.clock.seconds()
+        key = (session.licence, session.visitorId)
+        sessions = self._localVisitors.get(key, [])
+        if session in sessions:
+            sessions.remove(session)
+        if sessions:
+            return
+        self._localVisitors.pop(key, None)
+        self.background(
+            self._visitorUpdated(
+                session.licence, session.visitorId, sessions=0, last_seen=self.clock.seconds()
+            ),
+            "visitor disconnected",
+        )
 
-    def _sweepVisitors(self) -> None:
-        for state in list(self.visitors.expired()):
-            self.visitors.remove(state.licence, state.id)
+    def _sweepVisitors(self) -> defer.Deferred[None]:
+        return self.background(self._sweep_(), "visitor sweep")
+
+    async def _sweep_(self) -> None:
+        now = self.clock.seconds()
+        # Visitors with a connection open here are seen, page view or not.
+        for licence, visitorId in list(self._localVisitors):
+            state = await self.presence.visitor(licence, visitorId)
+            if state is not None:
+                state.last_seen = now
+                await self.presence.putVisitor(state)
+        for state in await self.presence.expiredVisitors():
             self._publish(
                 agentsChannel(state.licence), {"type": "visitor.gone", "visitorId": state.id}
             )
@@ -884,13 +920,13 @@ class Core:
                     "closing an abandoned chat",
                 )
 
-    def _visitorUpdated(self, licence: int, visitorId: str, **changes: Any) -> None:
-        state = self.visitors.get(licence, visitorId)
+    async def _visitorUpdated(self, licence: int, visitorId: str, **changes: Any) -> None:
+        state = await self.presence.visitor(licence, visitorId)
         if state is None:
             return
         for key, value in changes.items():
             setattr(state, key, value)
-        self._publish(agentsChannel(licence), {"type": "visitor.update", "visitor": state.toJSON()})
+        await self._putVisitor(state)
 
     # -- routing -------------------------------------------------------------------
 
@@ -961,7 +997,7 @@ class Core:
                 ),
             )
             self._offers[(licence, chat.id)] = (operatorId, timer)
-            visitor = self.visitors.get(licence, chat.visitor_id or "")
+            visitor = await self.presence.visitor(licence, chat.visitor_id or "")
             first = await store.eventsAfter(chat.id, 0, 1)
             self._publish(
                 operatorChannel(licence, operatorId),
@@ -1046,7 +1082,7 @@ class Core:
             raise CoreError("bad_request", "name and email are text")
         if len(name) > 200 or len(email) > 254:
             raise CoreError("too_large", "name or email too long")
-        state = self.visitors.get(licence, session.visitorId)
+        state = await self.presence.visitor(licence, session.visitorId)
         if state is not None and state.chat_id is not None:
             existing = await store.getChat(state.chat_id)
             if existing is not None and existing.status in OPEN:
@@ -1080,7 +1116,7 @@ class Core:
             participants=[(session.ref, Role.CONSUMER)],
             events=events,
         )
-        self._visitorUpdated(
+        await self._visitorUpdated(
             licence,
             session.visitorId,
             chat_id=chat.id,
@@ -1098,7 +1134,7 @@ class Core:
     async def _accept(self, session: OperatorSession, chatId: int) -> int:
         licence = session.licence
         operator = session.operator
-        presence = self.presence(licence, operator.id)
+        presence = await self.presence.operator(licence, operator.id)
         store = self.store.forLicence(licence)
         chat = await store.getChat(chatId)
         if chat is None or chat.status is not ChatStatus.ASSIGNED or chat.operator != operator.id:
@@ -1228,7 +1264,7 @@ class Core:
             raise CoreError("forbidden", "only the assigned operator can transfer an active chat")
         if (toOperator is None) == (toGroup is None):
             raise CoreError("bad_request", "transfer to an operator or to a group")
-        me = self.presence(licence, session.operator.id)
+        me = await self.presence.operator(licence, session.operator.id)
         myStatus = int(me.status if me else OperatorStatus.ONLINE)
         by = E.participant(session.ref, Role.ASSIGNED_AGENT, session.name)
         leaving = EventDraft(
@@ -1240,11 +1276,11 @@ class Core:
         if toOperator is not None:
             if toOperator == session.operator.id:
                 raise CoreError("bad_request", "cannot transfer to yourself")
-            target = self.presence(licence, toOperator)
+            target = await self.presence.operator(licence, toOperator)
             if target is None or target.status is OperatorStatus.OFFLINE:
                 raise CoreError("unavailable", f"operator {toOperator} is not online")
             ref = operatorRef(toOperator)
-            name = target.operator.displayName
+            name = target.name
             try:
                 chat, stored, domain = await store.appendEvents(
                     chatId,
@@ -1275,7 +1311,7 @@ class Core:
                             name="OPERATOR_TRANSFER",
                             fields={
                                 "CLIENT_ID": chat.visitor_id,
-                                "NEW_OPERATOR_ID": target.operator.operator_id,
+                                "NEW_OPERATOR_ID": target.operator_id,
                                 "OPERATOR_ID": session.operator.operator_id,
                                 "STATUS": myStatus,
                             },
@@ -1340,14 +1376,14 @@ class Core:
 
     async def _inviteAgent(self, session: OperatorSession, chatId: int, operatorId: int) -> int:
         licence = session.licence
-        target = self.presence(licence, operatorId)
+        target = await self.presence.operator(licence, operatorId)
         if target is None or target.status is OperatorStatus.OFFLINE:
             raise CoreError("unavailable", f"operator {operatorId} is not online")
         ref = operatorRef(operatorId)
         store = self.store.forLicence(licence)
         if any(p == ref for p, _ in await store.participants(chatId)):
             raise CoreError("wrong_state", "that operator is in the chat already")
-        invited = E.participant(ref, Role.AGENT, target.operator.displayName)
+        invited = E.participant(ref, Role.AGENT, target.name)
 
         def drafts(locked: Chat) -> list[EventDraft]:
             if locked.kind is not ChatKind.VISITOR:
@@ -1544,9 +1580,9 @@ class Core:
         self._publishStored(licence, stored)
         self._notify(licence, domain)
         if chat.visitor_id:
-            state = self.visitors.get(licence, chat.visitor_id)
+            state = await self.presence.visitor(licence, chat.visitor_id)
             if state is not None and state.chat_id == chatId:
-                self._visitorUpdated(licence, chat.visitor_id, chat_id=None)
+                await self._visitorUpdated(licence, chat.visitor_id, chat_id=None)
         await self.router.dequeue(licence, chatId)
         if assigned is not None:
             assignments = await self.router.release(licence, assigned, chatId)
@@ -1557,7 +1593,7 @@ class Core:
 
     async def _inviteVisitor(self, session: OperatorSession, visitorId: str, message: str) -> str:
         licence = session.licence
-        state = self.visitors.get(licence, visitorId)
+        state = await self.presence.visitor(licence, visitorId)
         if state is None:
             raise CoreError("not_found", f"visitor {visitorId} is not on the site")
         if state.chat_id is not None:
@@ -1565,7 +1601,7 @@ class Core:
         if not isinstance(message, str) or len(message) > self.settings.maxMessageLength:
             raise CoreError("bad_request", "bad invitation message")
         invitation = secrets.token_urlsafe(9)
-        self._visitorUpdated(
+        await self._visitorUpdated(
             licence,
             visitorId,
             invitation="sent",
@@ -1594,11 +1630,11 @@ class Core:
         self, session: VisitorSession, accept: bool, name: str, email: str
     ) -> int | None:
         licence = session.licence
-        state = self.visitors.get(licence, session.visitorId)
+        state = await self.presence.visitor(licence, session.visitorId)
         if state is None or state.invitation != "sent" or state.invited_by is None:
             raise CoreError("not_found", "there is no invitation to answer")
         invitationId, operatorId = state.invitation_id, state.invited_by
-        self._visitorUpdated(
+        await self._visitorUpdated(
             licence,
             session.visitorId,
             invitation="accepted" if accept else "declined",

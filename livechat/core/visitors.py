@@ -112,11 +112,14 @@ class VisitorRegistry:
         return sorted(self._licences.get(licence, {}).values(), key=lambda v: v.visit_started)
 
     def expired(self) -> Iterator[VisitorState]:
-        """Visitors idle for longer than C{idle} with no connection open."""
+        """
+        Visitors not seen for C{idle} seconds (the core refreshes
+        C{last_seen} of visitors whose connection stays open).
+        """
         now = self._clock.seconds()
         for visitors in list(self._licences.values()):
             for state in list(visitors.values()):
-                if state.sessions == 0 and now - state.last_seen >= self.idle:
+                if now - state.last_seen >= self.idle:
                     yield state
 
     def count(self, licence: int) -> int:
