@@ -161,6 +161,9 @@ def _redis_url(value: str) -> str:
         _ = parts.port
     except ValueError as e:
         raise BadValue(f"bad port in REDIS URL: {e}") from None
+    for name, _ in parse_qsl(parts.query):
+        if name != "prefix":
+            raise BadValue(f"unknown REDIS URL option {name!r} (only prefix=)")
     return value
 
 
@@ -277,8 +280,9 @@ def _keys() -> Iterator[Key]:
         "REDIS",
         _redis_url,
         "",
-        "Redis URL for running several nodes (redis://host:6379/0). "
-        "Empty: a single node with an in-memory bus.",
+        "Redis URL for running several nodes (redis://host:6379/0; ?prefix= "
+        "puts a prefix on every key and channel). Empty: a single node with "
+        "an in-memory bus.",
         section=s,
     )
     yield Key(

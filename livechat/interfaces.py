@@ -234,6 +234,9 @@ class ILicenceStore(Interface):
     def chatsByStatus(statuses):
         """@return: Deferred firing with the chats in those states, oldest first."""
 
+    def chatsOfOperator(operator_id):
+        """@return: Deferred firing with the chats offered to or held by the operator."""
+
     def chatsOfVisitor(visitor_id, limit=20):
         """@return: Deferred firing with a visitor's chats, newest first."""
 

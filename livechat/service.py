@@ -10,7 +10,10 @@ L{makeService}, so they run the same thing.
 
 from __future__ import annotations
 
+import os
+import secrets
 import signal
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -24,8 +27,11 @@ from twisted.python.failure import Failure
 import livechat
 from livechat.auth import LoginThrottle, PasswordHasher, generatePassword, makePortal
 from livechat.bus.memory import MemoryBus
+from livechat.bus.redis import RedisBus
+from livechat.cluster import RedisPresence, RedisRouter
 from livechat.config import KEYS, Config, ConfigError, reloadConfig
 from livechat.core.hub import Core, CoreSettings
+from livechat.core.presence import MemoryPresence
 from livechat.core.routing import MemoryRouter
 from livechat.interfaces import IStore
 from livechat.licencefile import readLicenceFile
@@ -254,6 +260,10 @@ class CoreService(service.Service):
         service.Service.startService(self)
 
         async def start() -> None:
+            for part in (self.core.presence, self.core.router):
+                starter = getattr(part, "start", None)
+                if starter is not None:
+                    starter()
             await self.core.recover()
             self.core.start()
 
@@ -261,6 +271,10 @@ class CoreService(service.Service):
 
     def stopService(self) -> defer.Deferred[Any]:  # type: ignore[override]
         service.Service.stopService(self)
+        for part in (self.core.presence, self.core.router):
+            stopper = getattr(part, "stop", None)
+            if stopper is not None:
+                stopper()
         return self.core.stop()
 
     def reconfigure(self, config: Config) -> None:
@@ -441,6 +455,16 @@ class LivechatService(AsyncMultiService):
         return messages
 
 
+def redisSettings(url: str) -> tuple[str, str]:
+    """The REDIS URL without its C{?prefix=} option, and that prefix."""
+    from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    options = dict(parse_qsl(parts.query))
+    prefix = options.pop("prefix", "")
+    return urlunsplit(parts._replace(query="")), prefix
+
+
 def _exitWithError() -> None:
     import os
 
@@ -460,13 +484,30 @@ def makeParts(
     if hasher is None:
         hasher = PasswordHasher.forReactor(reactor)
     logs = ChannelLogs(reactor)
+    settings = CoreSettings.fromConfig(config)
+    bus: Any
+    if config["REDIS"]:
+        url, prefix = redisSettings(config["REDIS"])
+        nodeId = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+        bus = RedisBus(url, reactor, prefix=prefix, nodeId=nodeId)
+        presence: Any = RedisPresence(
+            bus, reactor, nodeId, settings.visitorIdle, settings.maxVisitorsPerLicence
+        )
+        router: Any = RedisRouter(bus, reactor)
+    else:
+        nodeId = "local"
+        bus = MemoryBus()
+        presence = MemoryPresence(reactor, settings.visitorIdle, settings.maxVisitorsPerLicence)
+        router = MemoryRouter(reactor)
     core = Core(
         store,
-        MemoryBus(),
-        MemoryRouter(reactor),
+        bus,
+        router,
         FanoutNotifier([EventsLogNotifier(logs)]),
         reactor,
-        CoreSettings.fromConfig(config),
+        settings,
+        presence=presence,
+        nodeId=nodeId,
     )
     throttle = LoginThrottle(
         reactor,
@@ -508,6 +549,8 @@ def makeService(
         parts, installSignalHandlers=installSignalHandlers, exitOnFatal=exitOnFatal
     )
     StoreService(config, parts.store, parts.hasher, reactor).setServiceParent(root)
+    if isinstance(parts.core.bus, service.Service):
+        parts.core.bus.setServiceParent(root)
     CoreService(parts.core).setServiceParent(root)
     site = makeSite(makePublicRoot(parts.store.health, reactor))
     ListenerService(

@@ -343,3 +343,38 @@ class MysqlHealthTests(NodeMixin, unittest.TestCase):
         self.node = node
         code, _ = yield getJSON(self.url("health"))
         self.assertEqual(code, 200)
+
+
+class RedisNodeTests(NodeMixin, unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_startsWithRedis(self) -> Any:
+        """
+        With REDIS set the node runs the Redis bus, presence and router: it
+        starts, its bus connects, an operator's presence lands in Redis, and
+        it stops cleanly.
+        """
+        import secrets
+
+        from livechat.cluster import RedisPresence, RedisRouter
+        from livechat.model import Licence, Operator
+
+        prefix = f"t{secrets.token_hex(4)}:"
+        url = services.requireRedis().rstrip("/") + f"/0?prefix={prefix}"
+        node = yield self.startNode(self.nodeConfig(f"REDIS {url}\nDEMO_LICENCE 0\n"))
+        core = node.parts.core
+        self.assertIsInstance(core.presence, RedisPresence)
+        self.assertIsInstance(core.router, RedisRouter)
+        yield core.bus.whenConnected()
+        store = node.parts.store
+        licence = yield store.createLicence(Licence(number=321))
+        op = yield store.createOperator(
+            321, Operator(id=0, licence=0, nick="ann", operator_id="ann@example.com"), "x"
+        )
+        from tests.support.core import RecordingChannel
+
+        session = core.connectOperator(licence, op, RecordingChannel(), "test")
+        yield defer.ensureDeferred(session.start())
+        keys = yield core.bus._commands.execute_command("KEYS", prefix + "lc:321:*")
+        self.assertIn(prefix + f"lc:321:op:{op.id}", keys)
+        session.disconnect()
+        yield node.stopService()

@@ -197,7 +197,7 @@ class RedisBus(service.Service):
         self._subscriberService: ClientService | None = None
         self._ping: task.LoopingCall | None = None
         self._reconnectListeners: list[Callable[[], Any]] = []
-        self._everConnected = False
+        self._lost = False
         self._waitingReady: list[defer.Deferred[None]] = []
         self.pending = 0
         self.dropped = 0
@@ -255,10 +255,20 @@ class RedisBus(service.Service):
         return d
 
     def _checkReady(self) -> None:
-        if self.connected:
-            waiting, self._waitingReady = self._waitingReady, []
-            for d in waiting:
-                d.callback(None)
+        if not self.connected:
+            return
+        waiting, self._waitingReady = self._waitingReady, []
+        for d in waiting:
+            d.callback(None)
+        if self._lost:
+            # Both connections are back after a loss: whatever was published
+            # meanwhile did not reach this node; let the listeners catch up.
+            self._lost = False
+            for listener in list(self._reconnectListeners):
+                try:
+                    listener()
+                except Exception:
+                    self._log.failure("redis reconnect listener")
 
     @property
     def connected(self) -> bool:
@@ -273,6 +283,7 @@ class RedisBus(service.Service):
     def _commandsLost(self, p: Any) -> None:
         if self._commands is p:
             self._commands = None
+            self._lost = True
             if self.running:
                 self._log.warn("redis: command connection lost; reconnecting")
 
@@ -285,18 +296,12 @@ class RedisBus(service.Service):
         self._subscriber = p
         p.whenDisconnected().addCallback(self._subscriberLost)
         self._log.info("redis: subscriber up, {n} channel(s) subscribed", n=len(channels))
-        if self._everConnected:
-            for listener in list(self._reconnectListeners):
-                try:
-                    listener()
-                except Exception:
-                    self._log.failure("redis reconnect listener")
-        self._everConnected = True
         self._checkReady()
 
     def _subscriberLost(self, p: Any) -> None:
         if self._subscriber is p:
             self._subscriber = None
+            self._lost = True
             if self.running:
                 self._log.warn("redis: subscriber lost; local delivery goes on, reconnecting")
 
@@ -321,7 +326,7 @@ class RedisBus(service.Service):
             p.transport.abortConnection()
 
     def addReconnectListener(self, listener: Callable[[], Any]) -> None:
-        """Call C{listener()} whenever the subscriber comes back after a loss."""
+        """Call C{listener()} whenever both connections are back after a loss."""
         self._reconnectListeners.append(listener)
 
     # -- IBus -------------------------------------------------------------------

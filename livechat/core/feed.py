@@ -145,6 +145,10 @@ class ChatFeed:
         if self._pending and not self.stopped:
             self._scheduleGapFill()
 
+    def refresh(self) -> None:
+        """Fetch what is stored after C{last} (after the bus lost messages)."""
+        self._fetchNow()
+
     def stop(self) -> None:
         self.stopped = True
         self._pending.clear()

@@ -484,8 +484,30 @@ class _LocalOperator:
 
 @attr.s(auto_attribs=True)
 class _Listeners:
+    """The local handlers of one bus channel, and the bus subscription once made."""
+
     handlers: list[Callable[[dict[str, Any]], None]]
-    subscription: defer.Deferred[Any]
+    subscription: Any = None
+    ready: bool = False
+    dropped: bool = False
+    waiting: list[defer.Deferred[None]] = attr.Factory(list)
+
+    def subscribed(self, subscription: Any) -> None:
+        self.subscription = subscription
+        self.ready = True
+        if self.dropped:
+            subscription.unsubscribe()
+        waiting, self.waiting = self.waiting, []
+        for d in waiting:
+            d.callback(None)
+
+    def whenReady(self) -> defer.Deferred[None]:
+        # A fresh Deferred per caller: awaiting a Deferred consumes its result.
+        if self.ready:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self.waiting.append(d)
+        return d
 
 
 # -- the core ----------------------------------------------------------------------
@@ -530,6 +552,9 @@ class Core:
     # -- life ---------------------------------------------------------------------
 
     def start(self) -> None:
+        addListener = getattr(self.bus, "addReconnectListener", None)
+        if addListener is not None:
+            addListener(lambda: self.background(self.resync(), "resync after the bus came back"))
         self._sweep = task.LoopingCall(self._sweepVisitors)
         self._sweep.clock = self.clock
         self._sweep.start(min(60.0, self.settings.visitorIdle / 4), now=False)
@@ -588,12 +613,13 @@ class Core:
                 for h in list(current.handlers if current else ()):
                     h(message)
 
-            listeners = self._channels[channel] = _Listeners(
-                [handler], self.bus.subscribe(channel, dispatch)
-            )
+            listeners = self._channels[channel] = _Listeners([handler])
+            d = self.bus.subscribe(channel, dispatch)
+            d.addCallback(listeners.subscribed)
+            d.addErrback(lambda f: self._log.failure("subscribing to {c}", f, c=channel))
         else:
             listeners.handlers.append(handler)
-        await listeners.subscription
+        await listeners.whenReady()
 
     def _unlisten(self, channel: str, handler: Callable[[dict[str, Any]], None]) -> None:
         listeners = self._channels.get(channel)
@@ -602,10 +628,11 @@ class Core:
         listeners.handlers.remove(handler)
         if not listeners.handlers:
             del self._channels[channel]
-            listeners.subscription.addCallback(lambda s: s.unsubscribe())
-            listeners.subscription.addErrback(
-                lambda f: self._log.failure("unsubscribing {c}", f, c=channel)
-            )
+            if listeners.ready:
+                d = listeners.subscription.unsubscribe()
+                d.addErrback(lambda f: self._log.failure("unsubscribing {c}", f, c=channel))
+            else:
+                listeners.dropped = True
 
     def _publish(self, channel: str, message: dict[str, Any]) -> None:
         d = self.bus.publish(channel, message)
@@ -1741,20 +1768,68 @@ class Core:
             raise CoreError("bad_request", "a visitor id has 8 to 64 letters, digits, - or _")
         return VisitorSession(self, licence, visitorId, channel, address)
 
+    async def resync(self) -> None:
+        """
+        The bus (Redis) came back after an outage, maybe empty: put this
+        node's operators back into presence and routing with the chats they
+        hold, route the chats that waited, and let every feed here fetch
+        what it missed from the database.
+        """
+        for (licence, operatorId), local in list(self._local.items()):
+            info = local.info
+            await self.presence.operatorUp(licence, info, self.nodeId)
+            if info.status is not OperatorStatus.OFFLINE:
+                await self.router.updateOperator(
+                    licence,
+                    Availability(
+                        operator=operatorId,
+                        status=info.status,
+                        capacity=info.capacity,
+                        groups=info.groups,
+                    ),
+                )
+            for chat in await self.store.forLicence(licence).chatsOfOperator(operatorId):
+                await self.router.reserve(licence, operatorId, chat.id)
+        await self.recover()
+        sessions: list[_Session] = [s for local in self._local.values() for s in local.sessions]
+        sessions += [s for group in self._localVisitors.values() for s in group]
+        for session in sessions:
+            for feed in list(session.feeds.values()):
+                feed.refresh()
+        for licence in {licence for licence, _ in self._local}:
+            await self._checkLicenceOnline(licence)
+
     async def recover(self) -> None:
         """
-        At start: chats left queued, requested or offered by a previous run
-        go back to routing (the queue is soft state).
+        At start (and when the bus comes back): chats waiting in the
+        database but in no queue go back to routing (the queue is soft
+        state); an offer whose accept time has run out is withdrawn, and a
+        younger one gets a timer here too (whichever node's fires first
+        withdraws it, the database makes sure only once).
         """
+        now = self._now()
         for licence in await self.store.listLicences():
             store = self.store.forLicence(licence.number)
-            for chat in await store.chatsByStatus(
+            waiting = await store.chatsByStatus(
                 [ChatStatus.REQUESTED, ChatStatus.QUEUED, ChatStatus.ASSIGNED]
-            ):
+            )
+            if not waiting:
+                continue
+            queued = set(await self.router.queue(licence.number))
+            for chat in waiting:
                 if chat.kind is not ChatKind.VISITOR:
                     continue
                 if chat.status is ChatStatus.ASSIGNED:
-                    chat, _, _ = await store.appendEvents(
-                        chat.id, [], update={"status": ChatStatus.REQUESTED, "operator": None}
+                    assert chat.operator is not None
+                    deadline = (chat.assigned_at or 0) + int(self.settings.acceptTimeout * 1000)
+                    self.clock.callLater(
+                        max(0, deadline - now) / 1000,
+                        lambda c=chat, n=licence.number: self.background(
+                            self._acceptTimedOut(n, c.id, c.operator, c.assigned_at),
+                            "recovered offer timeout",
+                        ),
                     )
+                    continue
+                if chat.id in queued:
+                    continue
                 await self._route(licence.number, chat)

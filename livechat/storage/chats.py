@@ -359,6 +359,15 @@ def chatsByStatus_txn(txn: Txn, statuses: Sequence[ChatStatus]) -> list[Chat]:
     return [chatFromRow(txn.licence or 0, r) for r in rows]
 
 
+def chatsOfOperator_txn(txn: Txn, operator: int) -> list[Chat]:
+    """Chats offered to or held by the operator now (what counts against them)."""
+    rows = txn.query(
+        f"SELECT {CHAT_COLUMNS} FROM {{chats}} WHERE operator = ? AND status IN (?, ?) ORDER BY id",
+        (operator, ChatStatus.ASSIGNED.value, ChatStatus.ACTIVE.value),
+    )
+    return [chatFromRow(txn.licence or 0, r) for r in rows]
+
+
 def chatsOfVisitor_txn(txn: Txn, visitorId: str, limit: int) -> list[Chat]:
     rows = txn.query(
         f"SELECT {CHAT_COLUMNS} FROM {{chats}} WHERE visitor_id = ? ORDER BY id DESC LIMIT ?",

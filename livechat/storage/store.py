@@ -330,6 +330,9 @@ class SqlLicenceStore:
     def chatsByStatus(self, statuses: Sequence[ChatStatus]) -> defer.Deferred[list[Chat]]:
         return self._run("chats by status", chats.chatsByStatus_txn, list(statuses))
 
+    def chatsOfOperator(self, operator_id: int) -> defer.Deferred[list[Chat]]:
+        return self._run("chats of operator", chats.chatsOfOperator_txn, operator_id)
+
     def chatsOfVisitor(self, visitor_id: str, limit: int = 20) -> defer.Deferred[list[Chat]]:
         return self._run("chats of visitor", chats.chatsOfVisitor_txn, visitor_id, limit)
 
