@@ -124,6 +124,24 @@ class IStore(Interface):
     def revokeApiKey(licence, key_id):
         """@return: Deferred firing with C{None}; NotFound for an unknown key."""
 
+    def createSubscription(licence, **fields):
+        """
+        Add an operator subscription (C{operators_cc}, C{operators_com},
+        C{start_at}, C{end_at}, C{payment_method}, C{net_price}, C{vat}) and
+        record C{NEW_OPERATOR_SUBSCRIPTION}.
+
+        @return: Deferred firing with the subscription (a JSON-able dict).
+        """
+
+    def listSubscriptions(licence):
+        """@return: Deferred firing with the licence's subscriptions, oldest first."""
+
+    def subscribedSeats(licence, nowMS):
+        """
+        @return: Deferred firing with C{{AccountType: seats}} summed over the
+            subscriptions running at C{nowMS}, or C{None} when none runs.
+        """
+
     def getState(name):
         """@return: Deferred firing with a server-wide value (str) or C{None}."""
 
