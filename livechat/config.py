@@ -541,15 +541,6 @@ def _keys() -> Iterator[Key]:
         section=s,
     )
     yield Key(
-        "WEBHOOK_SEND_PASSWORD",
-        _boolean,
-        "0",
-        "Send PASSWORD with NEW_LICENCE and NEW_OPERATOR, as the seed does (0/1). "
-        "Passwords are never stored, so only those made by the REST API are known.",
-        live=True,
-        section=s,
-    )
-    yield Key(
         "WEBHOOK_KEEP_DAYS",
         _integer(1, 3650),
         "7",

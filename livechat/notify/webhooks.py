@@ -56,6 +56,8 @@ ACCOUNT_CURSOR = "account"
 SERVER_SECRET_STATE = "webhook_secret"
 USER_AGENT = f"livechat/{livechat.__version__} (webhooks)"
 MAX_ERROR_BODY = 2048
+PURGE_EVERY = 3600.0
+"""Seconds between purges of old delivered and dead deliveries."""
 
 
 @attr.s(frozen=True, auto_attribs=True, kw_only=True)
@@ -93,7 +95,6 @@ class WebhookSettings:
             perEndpoint=config["WEBHOOK_ENDPOINT_CONCURRENCY"],
             allowPrivate=config["WEBHOOK_ALLOW_PRIVATE"],
             secret=config["WEBHOOK_SECRET"],
-            sendPassword=config["WEBHOOK_SEND_PASSWORD"],
             keepDays=config["WEBHOOK_KEEP_DAYS"],
             sweep=config["WEBHOOK_SWEEP"],
         )
@@ -348,6 +349,7 @@ class WebhookService(service.Service):
         self._inflight: dict[tuple[int, str], int] = {}
         self._inflightTotal = 0
         self._sending: set[defer.Deferred[Any]] = set()
+        self._background: set[defer.Deferred[Any]] = set()
         self._passing: defer.Deferred[None] | None = None
         self._again = False
         self._fullSweep = True
@@ -356,6 +358,7 @@ class WebhookService(service.Service):
         self._serverSecret = ""
         self._licenceSecrets: dict[int, str] = {}
         self.passes = 0
+        self._lastPurge = self._clock.seconds()
 
     # -- life --------------------------------------------------------------------------
 
@@ -384,17 +387,12 @@ class WebhookService(service.Service):
             if timer is not None and timer.active():
                 timer.cancel()
         self._timer = self._sweepTimer = None
-        waiting = list(self._sending)
+        # Work under way finishes (a pass stops at the next licence, a request
+        # within WEBHOOK_TIMEOUT), so no transaction outlives the service.
+        waiting = list(self._sending) + list(self._background)
         if self._passing is not None:
             waiting.append(self._passing)
-        for d in waiting:
-            d.cancel()
-        d = defer.DeferredList(waiting, consumeErrors=True)
-
-        def release(_: Any) -> Any:
-            return self._releaseAll()
-
-        return d.addCallback(release)
+        return defer.DeferredList(waiting, consumeErrors=True)
 
     async def _releaseAll(self) -> None:
         for licence in list(self._due) + list(self._dirty):
@@ -467,8 +465,7 @@ class WebhookService(service.Service):
         def done(result: Any) -> None:
             self._passing = None
             if isinstance(result, Exception) or hasattr(result, "trap"):
-                if not result.check(defer.CancelledError):
-                    self._log.failure("webhook pass failed", result)
+                self._logFailure("webhook pass", result)
                 self._schedule(self.settings.firstRetry)
                 return
             if self._again:
@@ -477,6 +474,22 @@ class WebhookService(service.Service):
                 self._scheduleNext()
 
         d.addBoth(done)
+
+    def _logFailure(self, what: str, failure: Any) -> None:
+        """A database outage is a warning (the next pass retries); anything else a failure."""
+        if failure.check(defer.CancelledError):
+            return
+        engine = self.store.db.engine
+        if engine.isConnectionError(failure.value) or engine.isRetryable(failure.value):
+            self._log.warn(
+                "{what}: database unavailable ({error}); retrying", what=what, error=failure.value
+            )
+            return
+        self._log.failure("{what} failed", failure, what=what)
+
+    def whenIdle(self) -> defer.Deferred[Any]:
+        """Fires when the requests in flight now have finished (tests)."""
+        return defer.DeferredList(list(self._sending), consumeErrors=True)
 
     def runPass(self) -> defer.Deferred[None]:
         """One pass now (tests): fan out and start due sends for every licence."""
@@ -584,10 +597,16 @@ class WebhookService(service.Service):
         return len(rows) >= self.settings.batch
 
     def _purgeIfDue(self, licences: list[int]) -> None:
+        now = self._clock.seconds()
+        if now - self._lastPurge < PURGE_EVERY:
+            return
+        self._lastPurge = now
         before = self._nowMS() - self.settings.keepDays * 86400 * 1000
         for licence in licences:
             d = self.hooks.run(licence, "purge deliveries", hooks.purge_txn, before)
+            self._background.add(d)
             d.addErrback(lambda f: None)
+            d.addBoth(lambda _, d=d: self._background.discard(d))
 
     def _scheduleNext(self) -> None:
         now = self._nowMS()
@@ -638,8 +657,8 @@ class WebhookService(service.Service):
                     self._inflight[key] = left
                 else:
                     self._inflight.pop(key, None)
-                if hasattr(result, "check") and not result.check(defer.CancelledError):
-                    self._log.failure("webhook delivery failed", result)
+                if hasattr(result, "check"):
+                    self._logFailure("webhook delivery", result)
                 self.kick(licence)
                 return None
 
