@@ -801,7 +801,11 @@ class WebhookService(service.Service):
         body = payloads.formEncode(pairs)
         if method == "POST":
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        self._signInto(headers, secret, body)
+            self._signInto(headers, secret, body)
+        else:
+            # GET: the signature covers the whole query string as sent.
+            query = urlsplit(url).query
+            self._signInto(headers, secret, (query.encode() + b"&" if query else b"") + body)
         return method, url, body, headers, connectTo, guard
 
     def _signInto(self, headers: dict[str, str], secret: str, body: bytes) -> None:

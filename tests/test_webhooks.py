@@ -1,0 +1,488 @@
+"""
+RPC webhooks and app notifications, end to end: a real core on a real store
+(sqlite and MariaDB), the worker sending through treq over real sockets to
+a real receiver (twisted.web on port 0), task.Clock for every retry timer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from livechat.config import EVENT_NAMES
+from livechat.model import AccountType, Licence, LicenceType, Operator, OperatorStatus
+from livechat.notify import payloads
+from livechat.notify.webhooks import (
+    Refused,
+    Sender,
+    WebhookService,
+    WebhookSettings,
+    addressAllowed,
+    checkURL,
+)
+from livechat.storage import hooks
+from tests.support.core import CoreMixin, isEvent, isType
+from tests.support.db import bothDialects
+from tests.support.receiver import Receiver
+
+SECRET = "s" * 40
+
+
+class WorkerMixin(CoreMixin):
+    def makeWorker(
+        self, urls: dict[str, str] | None = None, sendLicenceInfo: bool = False, **kw: Any
+    ) -> WebhookService:
+        from twisted.internet import reactor
+
+        kw.setdefault("allowPrivate", True)
+        settings = WebhookSettings(urls=urls or {}, secret=SECRET, **kw)
+        worker = WebhookService(
+            self.store,
+            settings,
+            reactor,
+            clock=self.clock,
+            node="test-node",
+            sendLicenceInfo=sendLicenceInfo,
+        )
+        self.core.storedListeners.append(worker.stored)
+        worker.startService()
+        self.addCleanup(worker.stopService)
+        return worker
+
+    def receiver(self) -> Receiver:
+        r = Receiver().start()
+        self.addCleanup(r.stop)
+        return r
+
+    @defer.inlineCallbacks
+    def deliver(self, worker: WebhookService, until: Any, rounds: int = 200) -> Any:
+        """Run passes (advancing the fake clock by nothing) until C{until()} holds."""
+        for _ in range(rounds):
+            yield worker.runPass()
+            yield worker.whenIdle()
+            if until():
+                return
+        rows = yield self.store.db.runLicence(100, "list", hooks.listDeliveries_txn)
+        self.fail(f"deliveries did not arrive: {rows}")
+
+
+class RpcEventsMixin(WorkerMixin):
+    @defer.inlineCallbacks
+    def test_twelveEvents(self) -> Any:
+        """
+        Every one of the seed's twelve events reaches its EVENT_* URL as a
+        form-encoded POST with exactly the seed's parameters and values.
+        """
+        r = self.receiver()
+        worker = self.makeWorker({e: r.url(f"/{e.lower()}") for e in EVENT_NAMES})
+        store = self.store
+        yield store.createLicence(
+            Licence(
+                number=100,
+                lic_type=LicenceType.ASP_DEMO,
+                expires_at=1893456000000,
+                web_page="https://shop.example",
+                promo_code="P1",
+                language="en",
+            ),
+            Operator(
+                id=0,
+                licence=0,
+                nick="anna",
+                operator_id="anna@example.com",
+                first_name="Anna",
+                last_name="Smith",
+                phone="+1 555",
+            ),
+            "hash",
+        )
+        bob = yield self.operator(nick="bob", account_type=AccountType.COMMUNICATOR)
+        anna = yield store.getOperator(100, "anna")
+        yield store.updateLicence(100, expires_at=1924992000000)
+        yield store.createSubscription(
+            100,
+            operators_cc=5,
+            operators_com=2,
+            start_at=1800000000000,
+            end_at=1831536000000,
+            payment_method="card",
+            net_price="99.00",
+            vat="23",
+        )
+        agent, achan = yield self.connectOperator(anna)
+        other, ochan = yield self.connectOperator(bob)
+        visitor, vchan = yield self.connectVisitor()
+        chatId = yield self.activeChat(visitor, vchan, agent, achan, "Hello there")
+        yield agent.transfer(chatId, toOperator=bob.id)
+        yield ochan.next(isEvent("JoinEvent", chatId))
+        private = yield agent.privateChat(bob.id)
+        second, _ = yield self.connectVisitor("visitor-0002")
+        yield agent.inviteVisitor("visitor-0002", "Can I help?")
+        yield other.send(chatId, "Bye")
+        yield other.close(chatId)
+        third, tchan = yield self.connectVisitor("visitor-0003")
+        chat3 = yield third.requestChat(message="me too")
+        offered = yield achan.next(isType("chat.offered", chatId=chat3))
+        yield agent.accept(offered["chatId"])
+        yield third.leave(chat3)
+        yield agent.setStatus(OperatorStatus.AWAY)
+
+        yield self.deliver(
+            worker, lambda: {e for e in EVENT_NAMES} <= {x.form.get("EVENT") for x in r.requests}
+        )
+        got = {}
+        for x in r.requests:
+            got.setdefault(x.form["EVENT"], []).append(x)
+        for name, received in got.items():
+            for x in received:
+                self.assertEqual(x.method, "POST")
+                self.assertEqual(x.path, f"/{name.lower()}")
+                self.assertEqual(x.headers["content-type"], "application/x-www-form-urlencoded")
+                self.assertEqual(
+                    [k for k, _ in x.pairs], [k for k in payloads.RPC_FIELDS[name] if k in x.form]
+                )
+        first = lambda name: got[name][0].form  # noqa: E731
+        self.assertEqual(
+            first("NEW_LICENCE"),
+            {
+                "EVENT": "NEW_LICENCE",
+                "LICENCE": "100",
+                "NICK": "anna",
+                "LAST_NAME": "Smith",
+                "FIRST_NAME": "Anna",
+                "OPERATOR_ID": "anna@example.com",
+                "PHONE": "+1 555",
+                "LIC_TYPE": "9",
+                "WEB_PAGE": "https://shop.example",
+                "PROMO_CODE": "P1",
+                "ACCOUNT_TYPE": "contact center",
+                "EXPIRATION_DATE": "2030-01-01 00:00:00",
+                "LANGUAGE": "en",
+            },
+        )
+        self.assertEqual(
+            first("NEW_OPERATOR"),
+            {
+                "EVENT": "NEW_OPERATOR",
+                "LICENCE": "100",
+                "LAST_NAME": "",
+                "FIRST_NAME": "Bob",
+                "OPERATOR_ID": "bob@example.com",
+                "ACCOUNT_TYPE": "communicator",
+            },
+        )
+        self.assertEqual(
+            first("LICENCE_INFO"),
+            {
+                "EVENT": "LICENCE_INFO",
+                "LICENCE": "100",
+                "EXPIRATION_DATE": "2031-01-01 00:00:00",
+                "LIC_TYPE": "9",
+            },
+        )
+        self.assertEqual(
+            first("NEW_OPERATOR_SUBSCRIPTION"),
+            {
+                "EVENT": "NEW_OPERATOR_SUBSCRIPTION",
+                "LICENCE": "100",
+                "OPERATORS_COUNT_CC": "5",
+                "OPERATORS_COUNT_COM": "2",
+                "START_DATE": "2027-01-15 08:00:00",
+                "END_DATE": "2028-01-15 08:00:00",
+                "PAYMENT_METHOD": "card",
+                "NET_PRICE": "99.00",
+                "VAT": "23",
+            },
+        )
+        self.assertIn(
+            {"EVENT": "OPERATOR_STATUS", "LICENCE": "100", "OPERATOR_ID": "anna@example.com", "STATUS": "0"},
+            [x.form for x in got["OPERATOR_STATUS"]],
+        )
+        self.assertIn(
+            {
+                "EVENT": "OPERATOR_STATUS",
+                "LICENCE": "100",
+                "OPERATOR_ID": "anna@example.com",
+                "STATUS": "1",
+            },
+            [x.form for x in got["OPERATOR_STATUS"]],
+        )
+        self.assertEqual(
+            first("BUTTON_STATUS"), {"EVENT": "BUTTON_STATUS", "LICENCE": "100", "STATUS": "online"}
+        )
+        self.assertEqual(
+            first("CHAT_STARTED"),
+            {
+                "EVENT": "CHAT_STARTED",
+                "LICENCE": "100",
+                "CLIENT_ID": "visitor-0001",
+                "OPERATOR_ID": "anna@example.com",
+                "STATUS": "0",
+            },
+        )
+        self.assertEqual(
+            first("OPERATOR_TRANSFER"),
+            {
+                "EVENT": "OPERATOR_TRANSFER",
+                "LICENCE": "100",
+                "CLIENT_ID": "visitor-0001",
+                "NEW_OPERATOR_ID": "bob@example.com",
+                "OPERATOR_ID": "anna@example.com",
+                "STATUS": "0",
+            },
+        )
+        self.assertEqual(
+            first("PRIVATE_CHAT_STATUS"),
+            {
+                "EVENT": "PRIVATE_CHAT_STATUS",
+                "LICENCE": "100",
+                "OPERATOR_ID": "anna@example.com",
+                "STATUS": "start",
+                "GROUP": str(private),
+            },
+        )
+        self.assertEqual(
+            first("CLIENT_INVITED"),
+            {
+                "EVENT": "CLIENT_INVITED",
+                "LICENCE": "100",
+                "OPERATOR_ID": "anna@example.com",
+                "CLIENT_ID": "visitor-0002",
+            },
+        )
+        stopped = first("OPERATOR_STOPED_CHAT")
+        self.assertEqual(
+            {k: v for k, v in stopped.items() if k != "CHAT"},
+            {
+                "EVENT": "OPERATOR_STOPED_CHAT",
+                "LICENCE": "100",
+                "OPERATOR_ID": "bob@example.com",
+                "CLIENT_ID": "visitor-0001",
+                "GROUP": str(chatId),
+            },
+        )
+        self.assertRegex(
+            stopped["CHAT"], r"^\[[\d :-]+\] Vera: Hello there\n\[[\d :-]+\] Bob: Bye$"
+        )
+        self.assertIn(b"CHAT=%5B", got["OPERATOR_STOPED_CHAT"][0].body)
+        left = first("VISITOR_LEFT_CHAT")
+        self.assertEqual(
+            (left["OPERATOR_ID"], left["CLIENT_ID"], left["GROUP"]),
+            ("anna@example.com", "visitor-0003", str(chat3)),
+        )
+        self.assertRegex(left["CHAT"], r"Visitor: me too$")
+
+    @defer.inlineCallbacks
+    def test_licenceInfoAtStartAndGet(self) -> Any:
+        """
+        LICENCE_INFO is sent at server start for every licence ("including
+        server starting"); with WEBHOOK_METHOD GET the parameters are the
+        query string, and a CHAT_STARTED of an invitation carries INVITING_OP.
+        """
+        r = self.receiver()
+        yield self.licence(100, expires_at=None)
+        yield self.licence(200)
+        worker = self.makeWorker(
+            {"LICENCE_INFO": r.url("/info?x=1")}, method="GET", sendLicenceInfo=True
+        )
+        yield self.deliver(worker, lambda: len(r.requests) >= 2)
+        self.assertEqual(
+            sorted((x.method, x.form["LICENCE"], x.form["EVENT"], x.form["x"]) for x in r.requests),
+            [("GET", "100", "LICENCE_INFO", "1"), ("GET", "200", "LICENCE_INFO", "1")],
+        )
+        self.assertTrue(
+            payloads.verify(
+                SECRET,
+                r.requests[0].headers["x-livechat-signature"],
+                r.requests[0].signed,
+                self.clock.seconds(),
+            )
+        )
+
+    @defer.inlineCallbacks
+    def test_downThenUp(self) -> Any:
+        """
+        The receiver is down (connections refused) while events happen: they
+        are retried with backoff on the fake clock, nothing is lost, and when
+        it is up again every event arrives once, each chat's in order; the
+        event id header is the same for a retry of one event.
+        """
+        r = self.receiver()
+        yield r.stop()
+        worker = self.makeWorker({e: r.url() for e in EVENT_NAMES})
+        op = yield self.operator(nick="anna")
+        agent, achan = yield self.connectOperator(op)
+        chats = []
+        for i in range(3):
+            v, vchan = yield self.connectVisitor(f"visitor-{i:04d}")
+            chatId = yield self.activeChat(v, vchan, agent, achan)
+            chats.append(chatId)
+        for chatId in chats:
+            yield agent.close(chatId)
+        yield worker.runPass()
+        yield worker.whenIdle()
+        dead = yield self.store.db.runLicence(
+            100, "list", hooks.listDeliveries_txn, state=hooks.PENDING
+        )
+        self.assertTrue(dead)
+        self.assertTrue(all(d.attempts >= 1 and d.last_error for d in dead if d.attempts))
+        for _ in range(5):
+            self.clock.advance(3600)
+            yield worker.runPass()
+            yield worker.whenIdle()
+        self.assertEqual(r.requests, [])
+        r.start()
+        self.clock.advance(3600)
+        expected = yield self.store.forLicence(100).events()
+        wanted = [e for e in expected if e[2] in payloads.RPC_FIELDS]
+        for _ in range(400):
+            yield worker.runPass()
+            yield worker.whenIdle()
+            pending = yield self.store.db.runLicence(
+                100, "list", hooks.listDeliveries_txn, state=hooks.PENDING
+            )
+            if not pending:
+                break
+        self.assertGreaterEqual(len(r.requests), len(wanted) + 2)
+        ids = [x.headers["x-livechat-event-id"] for x in r.requests]
+        self.assertEqual(len(ids), len(set(ids)))
+        for chatId in chats:
+            names = [
+                x.form["EVENT"]
+                for x in r.requests
+                if x.form.get("GROUP") == str(chatId)
+                or (x.form["EVENT"] == "CHAT_STARTED" and False)
+            ]
+            self.assertEqual(names, ["OPERATOR_STOPED_CHAT"])
+        logOrder = [
+            x.headers["x-livechat-event-id"]
+            for x in r.requests
+            if "-log-" in x.headers["x-livechat-event-id"]
+        ]
+        perChat: dict[str, list[int]] = {}
+        for x in r.requests:
+            d = yield self.store.db.runLicence(
+                100, "get", hooks.getDelivery_txn, int(x.headers["x-livechat-delivery"])
+            )
+            if d.chat_id is not None:
+                perChat.setdefault(str(d.chat_id), []).append(d.order_no)
+        for numbers in perChat.values():
+            self.assertEqual(numbers, sorted(numbers))
+        self.assertTrue(logOrder)
+        pending = yield self.store.db.runLicence(
+            100, "list", hooks.listDeliveries_txn, state=hooks.PENDING
+        )
+        self.assertEqual(pending, [])
+
+    @defer.inlineCallbacks
+    def test_deadAndReplay(self) -> Any:
+        """
+        After WEBHOOK_RETRY_FOR the delivery is dead (with its last error);
+        a replay sends it again once the receiver answers.
+        """
+        r = self.receiver()
+        r.status = 500
+        worker = self.makeWorker({"NEW_OPERATOR": r.url()}, retryFor=600)
+        yield self.operator(nick="zed")
+        for _ in range(20):
+            yield worker.runPass()
+            yield worker.whenIdle()
+            self.clock.advance(400)
+        [dead] = yield self.store.db.runLicence(100, "list", hooks.listDeliveries_txn)
+        self.assertEqual(dead.state, hooks.DEAD)
+        self.assertIn("HTTP 500", dead.last_error)
+        attempts = len(r.requests)
+        self.assertGreaterEqual(attempts, 2)
+        r.status = 200
+        count = yield worker.hooks.replay(100, deliveryId=dead.id)
+        self.assertEqual(count, 1)
+        yield self.deliver(worker, lambda: len(r.requests) > attempts)
+        [done] = yield self.store.db.runLicence(100, "list", hooks.listDeliveries_txn)
+        self.assertEqual(done.state, hooks.DELIVERED)
+
+
+globals().update(bothDialects(RpcEventsMixin, "RpcEventsTests"))
+
+
+class GuardTests(unittest.TestCase):
+    def test_addresses(self) -> None:
+        """Loopback, private, link-local, shared and mapped addresses are refused; public ones pass."""
+        for bad in (
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "::1",
+            "fe80::1",
+            "100.64.0.1",
+            "::ffff:127.0.0.1",
+            "0.0.0.0",
+            "fc00::1",
+        ):
+            self.assertFalse(addressAllowed(bad), bad)
+        for good in ("93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"):
+            self.assertTrue(addressAllowed(good), good)
+
+    def test_checkURL(self) -> None:
+        """Configured URLs: http(s) only, no literal private address or localhost unless allowed."""
+        for bad in (
+            "ftp://x/",
+            "http://localhost/",
+            "http://127.0.0.1:8080/",
+            "http://[::1]/",
+            "http://169.254.169.254/latest",
+            "x" * 2001,
+            "",
+        ):
+            with self.assertRaises(ValueError):
+                checkURL(bad, allowPrivate=False)
+        self.assertEqual(checkURL("http://127.0.0.1/", allowPrivate=True), "http://127.0.0.1/")
+        self.assertEqual(
+            checkURL("https://hooks.example/x", allowPrivate=False), "https://hooks.example/x"
+        )
+
+    @defer.inlineCallbacks
+    def test_resolvedAddressRefused(self) -> Any:
+        """
+        A name is checked by what it resolves to, before any connection: a
+        name resolving to a private address is refused (no request is made).
+        """
+        from twisted.internet import reactor
+
+        asked = []
+
+        def resolver(host: str, port: int) -> defer.Deferred[list[str]]:
+            asked.append(host)
+            return defer.succeed(["93.184.216.34", "10.0.0.5"])
+
+        sender = Sender(reactor, reactor, resolver)
+        yield self.assertFailure(
+            defer.ensureDeferred(
+                sender.send("POST", "http://internal.example/x", b"", {}, guard=True)
+            ),
+            Refused,
+        )
+        self.assertEqual(asked, ["internal.example"])
+
+
+class SignatureTests(unittest.TestCase):
+    def test_signAndVerify(self) -> None:
+        """The documented check accepts our signature and refuses a changed body, key or old time."""
+        header = payloads.sign("k", 1000, b"a=1")
+        self.assertTrue(payloads.verify("k", header, b"a=1", 1000))
+        self.assertFalse(payloads.verify("k", header, b"a=2", 1000))
+        self.assertFalse(payloads.verify("other", header, b"a=1", 1000))
+        self.assertFalse(payloads.verify("k", header, b"a=1", 2000))
+        self.assertFalse(payloads.verify("k", "junk", b"a=1", 1000))
+
+    def test_cursorGaps(self) -> None:
+        """A missing id stops the cursor until it has been missing for gapWait seconds."""
+        self.assertEqual(hooks.advanceCursor(0, [1, 2, 3], 0, {}, 60), (3, {}))
+        self.assertEqual(hooks.advanceCursor(0, [1, 3], 10, {}, 60), (1, {2: 10}))
+        self.assertEqual(hooks.advanceCursor(1, [3, 4], 50, {2: 10}, 60), (1, {2: 10}))
+        self.assertEqual(hooks.advanceCursor(1, [3, 4], 70, {2: 10}, 60), (4, {}))
+        self.assertEqual(hooks.advanceCursor(5, [], 0, {}, 60), (5, {}))
