@@ -198,7 +198,12 @@ class RpcEventsMixin(WorkerMixin):
             },
         )
         self.assertIn(
-            {"EVENT": "OPERATOR_STATUS", "LICENCE": "100", "OPERATOR_ID": "anna@example.com", "STATUS": "0"},
+            {
+                "EVENT": "OPERATOR_STATUS",
+                "LICENCE": "100",
+                "OPERATOR_ID": "anna@example.com",
+                "STATUS": "0",
+            },
             [x.form for x in got["OPERATOR_STATUS"]],
         )
         self.assertIn(

@@ -389,10 +389,12 @@ class WebhookService(service.Service):
         self._timer = self._sweepTimer = None
         # Work under way finishes (a pass stops at the next licence, a request
         # within WEBHOOK_TIMEOUT), so no transaction outlives the service.
-        waiting = list(self._sending) + list(self._background)
+        waiting = list(self._background)
         if self._passing is not None:
             waiting.append(self._passing)
-        return defer.DeferredList(waiting, consumeErrors=True)
+        d = defer.DeferredList(waiting, consumeErrors=True)
+        d.addCallback(lambda _: defer.DeferredList(list(self._sending), consumeErrors=True))
+        return d
 
     async def _releaseAll(self) -> None:
         for licence in list(self._due) + list(self._dirty):
@@ -643,6 +645,8 @@ class WebhookService(service.Service):
             self.node,
             int(self.settings.lease * 1000),
         )
+        if not self.running:
+            return  # stopping: the claims lapse after the lease
         for delivery in claimed:
             self._inflight[key] = self._inflight.get(key, 0) + 1
             self._inflightTotal += 1
