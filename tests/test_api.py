@@ -19,7 +19,6 @@ from twisted.trial import unittest
 from livechat.api import RateLimiter
 from livechat.api.v1 import ROUTES, openapi
 from livechat.apikeys import createKey
-from livechat.model import Licence
 from livechat.notify import payloads
 from tests.support.core import RecordingChannel, isEvent, isType
 from tests.support.http import request

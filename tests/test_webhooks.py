@@ -6,7 +6,6 @@ a real receiver (twisted.web on port 0), task.Clock for every retry timer.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from twisted.internet import defer
@@ -414,7 +413,7 @@ globals().update(bothDialects(RpcEventsMixin, "RpcEventsTests"))
 
 class GuardTests(unittest.TestCase):
     def test_addresses(self) -> None:
-        """Loopback, private, link-local, shared and mapped addresses are refused; public ones pass."""
+        """Loopback, private, link-local, shared, mapped addresses are refused; public pass."""
         for bad in (
             "127.0.0.1",
             "10.1.2.3",
@@ -476,7 +475,7 @@ class GuardTests(unittest.TestCase):
 
 class SignatureTests(unittest.TestCase):
     def test_signAndVerify(self) -> None:
-        """The documented check accepts our signature and refuses a changed body, key or old time."""
+        """The documented check accepts our signature; a changed body, key or old time fails."""
         header = payloads.sign("k", 1000, b"a=1")
         self.assertTrue(payloads.verify("k", header, b"a=1", 1000))
         self.assertFalse(payloads.verify("k", header, b"a=2", 1000))
