@@ -541,6 +541,16 @@ def _keys() -> Iterator[Key]:
         section=s,
     )
     yield Key(
+        "WEBHOOK_SEND_PASSWORD",
+        _boolean,
+        "0",
+        "Send PASSWORD with NEW_LICENCE and NEW_OPERATOR, as the seed does (0/1). "
+        "Only passwords set through the REST API are known; they stay in the "
+        "database in clear text until delivered.",
+        live=True,
+        section=s,
+    )
+    yield Key(
         "WEBHOOK_KEEP_DAYS",
         _integer(1, 3650),
         "7",

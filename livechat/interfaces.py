@@ -40,10 +40,11 @@ class IStore(Interface):
         @return: Deferred firing with C{None}, or failing with the reason.
         """
 
-    def createLicence(licence, operator=None, password_hash=None):
+    def createLicence(licence, operator=None, password_hash=None, *, event_extra=None):
         """
         Create a licence, its database (migrated), and optionally its first
-        operator, then record C{NEW_LICENCE} in the licence's event log.
+        operator, then record C{NEW_LICENCE} in the account events (with the
+        fields of C{event_extra} added: the seed's PASSWORD, when sent).
 
         @param licence: a L{livechat.model.Licence}; C{number} 0 picks a free
             random six-digit number.
@@ -72,9 +73,10 @@ class IStore(Interface):
         @return: Deferred firing with C{None}.
         """
 
-    def createOperator(licence, operator, password_hash):
+    def createOperator(licence, operator, password_hash, *, event_extra=None):
         """
-        Add an operator to a licence, within its seats; records C{NEW_OPERATOR}.
+        Add an operator to a licence, within its seats; records C{NEW_OPERATOR}
+        (with the fields of C{event_extra} added).
 
         @return: Deferred firing with the stored L{livechat.model.Operator}.
         """

@@ -86,6 +86,7 @@ CASES.update(
         "WEBHOOK_ENDPOINT_CONCURRENCY": (("2", 2), ("101", "out of range")),
         "WEBHOOK_ALLOW_PRIVATE": BOOL_CASES,
         "WEBHOOK_SECRET": (("a-secret", "a-secret"), None),  # type: ignore[dict-item]
+        "WEBHOOK_SEND_PASSWORD": BOOL_CASES,
         "WEBHOOK_KEEP_DAYS": (("30", 30), ("0", "out of range")),
         "WEBHOOK_SWEEP": (("60", 60), ("x", "whole number")),
         "SERVER_API_KEY": (("k" * 32, "k" * 32), ("short", "at least 32 characters")),

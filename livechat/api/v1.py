@@ -318,8 +318,9 @@ async def createLicence(ctx: Context) -> Any:
         operator, password = _newOperator(body["admin"], 0, admin=True)
         passwordHash = await _hasher(ctx).hash(password)
     store = ctx.api.parts.store
+    extra = {"PASSWORD": password} if password and _sendPassword(ctx) else None
     try:
-        created = await store.createLicence(licence, operator, passwordHash)
+        created = await store.createLicence(licence, operator, passwordHash, event_extra=extra)
     except Conflict as e:
         raise ApiError(409, "conflict", str(e)) from None
     except SeatsExhausted as e:
@@ -418,6 +419,10 @@ NEW_OPERATOR = {
 }
 
 
+def _sendPassword(ctx: Context) -> bool:
+    return bool(ctx.api.config()["WEBHOOK_SEND_PASSWORD"])
+
+
 def _hasher(ctx: Context) -> PasswordHasher:
     return ctx.api.parts.hasher
 
@@ -480,8 +485,11 @@ async def createOperator(ctx: Context) -> Any:
     body = ctx.json()
     operator, password = _newOperator(body, ctx.licence)
     passwordHash = await _hasher(ctx).hash(password)
+    extra = {"PASSWORD": password} if _sendPassword(ctx) else None
     try:
-        created = await ctx.api.parts.store.createOperator(ctx.licence, operator, passwordHash)
+        created = await ctx.api.parts.store.createOperator(
+            ctx.licence, operator, passwordHash, event_extra=extra
+        )
     except Conflict as e:
         raise ApiError(409, "conflict", str(e)) from None
     except SeatsExhausted as e:
@@ -1400,7 +1408,14 @@ async def listAccountEvents(ctx: Context) -> Any:
     limit, after = ctx.limit(), ctx.intArg("after", 0) or 0
     rows = await ctx.api.parts.store.accountEvents(ctx.licence, after, limit)
     items = [
-        {"id": r[0], "createdAt": r[1], "event": r[2], "chatId": None, "fields": r[3]} for r in rows
+        {
+            "id": r[0],
+            "createdAt": r[1],
+            "event": r[2],
+            "chatId": None,
+            "fields": {k: v for k, v in r[3].items() if k != "PASSWORD"},
+        }
+        for r in rows
     ]
     return 200, _paged(items, limit, lambda x: x["id"])
 

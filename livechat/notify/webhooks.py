@@ -81,7 +81,11 @@ class WebhookSettings:
     maxRetry: float = 3600.0
     gapWait: float = 60.0
     batch: int = 500
-    lease: float = 120.0
+
+    @property
+    def lease(self) -> float:
+        """Seconds a claim holds: past one request's timeout, then another node may take it."""
+        return max(30.0, 2 * self.timeout + 10)
 
     @classmethod
     def fromConfig(cls, config: Any) -> WebhookSettings:
@@ -95,6 +99,7 @@ class WebhookSettings:
             perEndpoint=config["WEBHOOK_ENDPOINT_CONCURRENCY"],
             allowPrivate=config["WEBHOOK_ALLOW_PRIVATE"],
             secret=config["WEBHOOK_SECRET"],
+            sendPassword=config["WEBHOOK_SEND_PASSWORD"],
             keepDays=config["WEBHOOK_KEEP_DAYS"],
             sweep=config["WEBHOOK_SWEEP"],
         )
@@ -396,13 +401,6 @@ class WebhookService(service.Service):
         d.addCallback(lambda _: defer.DeferredList(list(self._sending), consumeErrors=True))
         return d
 
-    async def _releaseAll(self) -> None:
-        for licence in list(self._due) + list(self._dirty):
-            try:
-                await self.hooks.run(licence, "release claims", hooks.releaseClaims_txn, self.node)
-            except Exception:
-                pass
-
     def reconfigure(self, config: Any) -> None:
         """SIGHUP: the live keys (URLs, method, timeouts, retry window, limits)."""
         secret = self.settings.secret
@@ -576,6 +574,10 @@ class WebhookService(service.Service):
             except NoSuchLicenceDatabase:
                 continue  # the licence was removed since
             self._dirty.add(licence)
+        secret = [r[0] for r in rows if "PASSWORD" in r[4]]
+        if secret:
+            # Copied into the deliveries: the account log keeps no password.
+            await db.runGlobal("scrub passwords", hooks.scrubAccountPasswords_txn, secret)
         position, waiting = hooks.advanceCursor(
             cursor,
             [r[0] for r in rows],
@@ -646,7 +648,9 @@ class WebhookService(service.Service):
             int(self.settings.lease * 1000),
         )
         if not self.running:
-            return  # stopping: the claims lapse after the lease
+            # Stopping: give the claims back for whoever runs next.
+            await self.hooks.run(licence, "release claims", hooks.releaseClaims_txn, self.node)
+            return
         for delivery in claimed:
             self._inflight[key] = self._inflight.get(key, 0) + 1
             self._inflightTotal += 1

@@ -354,7 +354,38 @@ def recordResult_txn(
             PENDING,
         ),
     )
-    return txn.rowcount == 1
+    if txn.rowcount != 1:
+        return False
+    if state != PENDING:
+        _scrubPassword(txn, deliveryId)
+    return True
+
+
+def _scrubPassword(txn: Txn, deliveryId: int) -> None:
+    """A delivery done with keeps no password (WEBHOOK_SEND_PASSWORD)."""
+    row = txn.queryOne("SELECT payload FROM {deliveries} WHERE id = ?", (deliveryId,))
+    if row is None or "PASSWORD" not in row[0]:
+        return
+    payload = json.loads(row[0])
+    if payload.get("fields", {}).pop("PASSWORD", None) is not None:
+        txn.execute(
+            "UPDATE {deliveries} SET payload = ? WHERE id = ?",
+            (json.dumps(payload, sort_keys=True), deliveryId),
+        )
+
+
+def scrubAccountPasswords_txn(txn: Txn, eventIds: Sequence[int]) -> None:
+    """Remove PASSWORD from account events (global database) once copied to deliveries."""
+    for eventId in eventIds:
+        row = txn.queryOne("SELECT payload FROM {account_events} WHERE id = ?", (eventId,))
+        if row is None:
+            continue
+        payload = json.loads(row[0])
+        if payload.pop("PASSWORD", None) is not None:
+            txn.execute(
+                "UPDATE {account_events} SET payload = ? WHERE id = ?",
+                (json.dumps(payload, sort_keys=True), eventId),
+            )
 
 
 def releaseClaims_txn(txn: Txn, owner: str) -> None:

@@ -88,6 +88,8 @@ class SqlStore:
         licence: Licence,
         operator: Operator | None = None,
         password_hash: str | None = None,
+        *,
+        event_extra: dict[str, Any] | None = None,
     ) -> Any:
         number = licence.number
         if number == 0:
@@ -103,6 +105,7 @@ class SqlStore:
             operator,
             password_hash,
             self._now(),
+            event_extra,
         )
         self._log.info("licence {licence} created", licence=number)
         return stored
@@ -148,7 +151,12 @@ class SqlStore:
     # -- operators ----------------------------------------------------------------
 
     def createOperator(
-        self, licence: int, operator: Operator, password_hash: str
+        self,
+        licence: int,
+        operator: Operator,
+        password_hash: str,
+        *,
+        event_extra: dict[str, Any] | None = None,
     ) -> defer.Deferred[Operator]:
         return self.db.runGlobal(
             "create operator",
@@ -157,6 +165,7 @@ class SqlStore:
             operator,
             password_hash,
             self._now(),
+            event_extra,
         )
 
     def getOperator(self, licence: int, nick: str) -> defer.Deferred[Operator | None]:
