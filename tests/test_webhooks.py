@@ -6,6 +6,7 @@ a real receiver (twisted.web on port 0), task.Clock for every retry timer.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from twisted.internet import defer
@@ -490,3 +491,168 @@ class SignatureTests(unittest.TestCase):
         self.assertEqual(hooks.advanceCursor(1, [3, 4], 50, {2: 10}, 60), (1, {2: 10}))
         self.assertEqual(hooks.advanceCursor(1, [3, 4], 70, {2: 10}, 60), (4, {}))
         self.assertEqual(hooks.advanceCursor(5, [], 0, {}, 60), (5, {}))
+
+
+class DeliveryMixin(WorkerMixin):
+    @defer.inlineCallbacks
+    def test_passwordWhenConfigured(self) -> Any:
+        """
+        With WEBHOOK_SEND_PASSWORD the PASSWORD given at creation is sent in
+        the seed's place; the account log and the delivery keep it no longer.
+        """
+        r = self.receiver()
+        worker = self.makeWorker({"NEW_OPERATOR": r.url()}, sendPassword=True)
+        yield self.licence(100)
+        yield self.store.createOperator(
+            100,
+            Operator(id=0, licence=0, nick="pat", operator_id="pat@example.com"),
+            "hash",
+            event_extra={"PASSWORD": "secret-pw-1"},
+        )
+        yield self.deliver(worker, lambda: len(r.requests) >= 1)
+        [x] = r.requests
+        self.assertEqual(
+            x.pairs[:3],
+            [("EVENT", "NEW_OPERATOR"), ("LICENCE", "100"), ("PASSWORD", "secret-pw-1")],
+        )
+        events = yield self.store.accountEvents(100)
+        self.assertNotIn("secret-pw-1", json.dumps(events))
+        [d] = yield self.store.db.runLicence(100, "list", hooks.listDeliveries_txn)
+        full = yield self.store.db.runLicence(100, "get", hooks.getDelivery_txn, d.id)
+        self.assertNotIn("PASSWORD", full.payload["fields"])
+
+    @defer.inlineCallbacks
+    def test_passwordNotSentByDefault(self) -> Any:
+        """Without WEBHOOK_SEND_PASSWORD no PASSWORD parameter is sent at all."""
+        r = self.receiver()
+        worker = self.makeWorker({"NEW_OPERATOR": r.url()})
+        yield self.licence(100)
+        yield self.store.createOperator(
+            100,
+            Operator(id=0, licence=0, nick="pat", operator_id="pat@example.com"),
+            "hash",
+            event_extra={"PASSWORD": "secret-pw-1"},
+        )
+        yield self.deliver(worker, lambda: len(r.requests) >= 1)
+        self.assertNotIn("PASSWORD", r.requests[0].form)
+
+    @defer.inlineCallbacks
+    def test_rpcServerIP(self) -> Any:
+        """With RPC_SERVER_IP the request goes to that address; the Host header keeps the name."""
+        r = self.receiver()
+        url = f"http://crm.example.com:{r.portNumber}/events.pl"
+        worker = self.makeWorker({"NEW_OPERATOR": url}, rpcServerIP="127.0.0.1")
+        yield self.operator(nick="ivy")
+        yield self.deliver(worker, lambda: len(r.requests) >= 1)
+        self.assertEqual(r.requests[0].headers["host"], f"crm.example.com:{r.portNumber}")
+        self.assertEqual(r.requests[0].path, "/events.pl")
+
+    @defer.inlineCallbacks
+    def test_licenceHookGuarded(self) -> Any:
+        """
+        A licence's webhook whose name resolves to this server's network is
+        refused at delivery (dead, no request made); allowed, it is sent to
+        the checked address with the name as Host.
+        """
+        from twisted.internet import reactor
+
+        r = self.receiver()
+        yield self.licence(100)
+        store = WebhookService(self.store, WebhookSettings(), reactor).hooks
+        yield store.createWebhook(
+            100, "*", f"http://hooks.internal.example:{r.portNumber}/x", "POST", True
+        )
+        resolved = []
+
+        def resolver(host: str, port: int) -> Any:
+            resolved.append(host)
+            return defer.succeed(["127.0.0.1"])
+
+        worker = WebhookService(
+            self.store,
+            WebhookSettings(secret=SECRET, allowPrivate=False),
+            reactor,
+            clock=self.clock,
+            node="guarded",
+            resolver=resolver,
+            sendLicenceInfo=False,
+        )
+        worker.startService()
+        self.addCleanup(worker.stopService)
+        yield self.operator(nick="una")
+        for _ in range(3):
+            yield worker.runPass()
+            yield worker.whenIdle()
+        [d] = yield self.store.db.runLicence(
+            100, "list", hooks.listDeliveries_txn, event="NEW_OPERATOR"
+        )
+        self.assertEqual(d.state, hooks.DEAD)
+        self.assertIn("refused", d.last_error)
+        self.assertEqual(r.requests, [])
+        self.assertIn("hooks.internal.example", resolved)
+        worker.settings = WebhookSettings(secret=SECRET, allowPrivate=True)
+        yield worker.hooks.replay(100, deliveryId=d.id)
+        yield self.deliver(worker, lambda: len(r.requests) >= 1)
+        self.assertEqual(r.requests[0].headers["host"], f"hooks.internal.example:{r.portNumber}")
+        self.assertEqual([x.form["EVENT"] for x in r.requests], ["NEW_OPERATOR"])
+
+    @defer.inlineCallbacks
+    def test_slowReceiverHoldsUpNobody(self) -> Any:
+        """
+        A receiver that never answers gets at most WEBHOOK_ENDPOINT_CONCURRENCY
+        requests at once, and the other endpoint gets all its events
+        meanwhile; its requests time out (task.Clock) and are retried later.
+        """
+        slow, fast = self.receiver(), self.receiver()
+        slow.hang = True
+        worker = self.makeWorker(
+            {"OPERATOR_STATUS": slow.url(), "NEW_OPERATOR": fast.url()}, perEndpoint=2, timeout=10
+        )
+        ops = []
+        for i in range(5):
+            ops.append((yield self.operator(nick=f"op{i}x")))
+        for op in ops:
+            yield self.connectOperator(op)
+        for _ in range(50):
+            yield worker.runPass()
+            yield worker.whenIdle(exclude=frozenset({"cfg:OPERATOR_STATUS"}))
+            if len(fast.requests) >= 5:
+                break
+        self.assertEqual(len(fast.requests), 5)
+        self.assertEqual(len(slow.hanging), 2)
+        self.assertEqual(worker.inflight(100, "cfg:OPERATOR_STATUS"), 2)
+        self.clock.advance(10)
+        yield worker.whenIdle()
+        pending = yield self.store.db.runLicence(
+            100, "list", hooks.listDeliveries_txn, endpoint="cfg:OPERATOR_STATUS"
+        )
+        tried = [d for d in pending if d.attempts]
+        self.assertEqual(len(tried), 2)
+        self.assertTrue(all("no answer within 10 s" in d.last_error for d in tried))
+        self.assertTrue(all(d.state == hooks.PENDING for d in pending))
+
+    @defer.inlineCallbacks
+    def test_twoNodes(self) -> Any:
+        """Two workers on one database deliver every event exactly once between them."""
+        r = self.receiver()
+        urls = {"NEW_OPERATOR": r.url(), "OPERATOR_STATUS": r.url()}
+        a = self.makeWorker(urls)
+        b = self.makeWorker(urls)
+        b.node = "other-node"
+        for i in range(6):
+            op = yield self.operator(nick=f"tw{i}")
+            yield self.connectOperator(op)
+        for _ in range(50):
+            yield defer.gatherResults([a.runPass(), b.runPass()])
+            yield defer.gatherResults([a.whenIdle(), b.whenIdle()])
+            if len(r.requests) >= 12:
+                break
+        for _ in range(3):
+            yield defer.gatherResults([a.runPass(), b.runPass()])
+            yield defer.gatherResults([a.whenIdle(), b.whenIdle()])
+        ids = [x.headers["x-livechat-event-id"] for x in r.requests]
+        self.assertEqual(len(ids), 12)
+        self.assertEqual(len(set(ids)), 12)
+
+
+globals().update(bothDialects(DeliveryMixin, "DeliveryTests"))

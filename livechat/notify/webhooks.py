@@ -293,12 +293,18 @@ class Sender:
             return reader.done.addCallback(lambda text: (response, text))
 
         d.addCallback(read)
-        d.addTimeout(timeout, self._clock)
+        timedOut: list[bool] = []
+
+        def onTimeout(result: Any, after: float) -> Any:
+            timedOut.append(True)
+            return result
+
+        d.addTimeout(timeout, self._clock, onTimeoutCancel=onTimeout)
         try:
             response, text = await d
-        except defer.TimeoutError:
-            return Outcome(None, f"no answer within {timeout:g} s")
         except Exception as e:
+            if timedOut:
+                return Outcome(None, f"no answer within {timeout:g} s")
             return Outcome(None, f"{type(e).__name__}: {e}"[:500])
         retryAfter = None
         value = response.headers.getRawHeaders(b"retry-after")
@@ -353,7 +359,7 @@ class WebhookService(service.Service):
         """(licence, endpoint) -> (paused until, consecutive failures)."""
         self._inflight: dict[tuple[int, str], int] = {}
         self._inflightTotal = 0
-        self._sending: set[defer.Deferred[Any]] = set()
+        self._sending: dict[defer.Deferred[Any], str] = {}
         self._background: set[defer.Deferred[Any]] = set()
         self._passing: defer.Deferred[None] | None = None
         self._again = False
@@ -487,9 +493,13 @@ class WebhookService(service.Service):
             return
         self._log.failure("{what} failed", failure, what=what)
 
-    def whenIdle(self) -> defer.Deferred[Any]:
-        """Fires when the requests in flight now have finished (tests)."""
-        return defer.DeferredList(list(self._sending), consumeErrors=True)
+    def whenIdle(self, exclude: frozenset[str] = frozenset()) -> defer.Deferred[Any]:
+        """Fires when the requests in flight now (but to C{exclude}d endpoints) are done."""
+        waiting = [d for d, endpoint in self._sending.items() if endpoint not in exclude]
+        return defer.DeferredList(waiting, consumeErrors=True)
+
+    def inflight(self, licence: int, endpoint: str) -> int:
+        return self._inflight.get((licence, endpoint), 0)
 
     def runPass(self) -> defer.Deferred[None]:
         """One pass now (tests): fan out and start due sends for every licence."""
@@ -655,10 +665,10 @@ class WebhookService(service.Service):
             self._inflight[key] = self._inflight.get(key, 0) + 1
             self._inflightTotal += 1
             d = defer.ensureDeferred(self._deliver(licence, delivery))
-            self._sending.add(d)
+            self._sending[d] = endpoint
 
             def finished(result: Any, d: Any = d, key: Any = key) -> Any:
-                self._sending.discard(d)
+                self._sending.pop(d, None)
                 self._inflightTotal -= 1
                 left = self._inflight.get(key, 1) - 1
                 if left > 0:

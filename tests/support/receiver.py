@@ -42,9 +42,13 @@ class _Recorder(resource.Resource):
         super().__init__()
         self.receiver = receiver
 
-    def render(self, request: server.Request) -> bytes:
+    def render(self, request: server.Request) -> Any:
         body = request.content.read() if request.content else b""
         self.receiver._got(Received(request, body))
+        if self.receiver.hang:
+            self.receiver.hanging.append(request)
+            request.notifyFinish().addBoth(lambda _: self.receiver.hanging.remove(request))
+            return server.NOT_DONE_YET
         request.setResponseCode(self.receiver.status)
         return b"ok"
 
@@ -55,6 +59,9 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[Received] = []
         self.status = 200
+        self.hang = False
+        """Never answer (a slow receiver); C{hanging} holds the open requests."""
+        self.hanging: list[server.Request] = []
         self.port: Any = None
         self.portNumber = 0
         self._waiting: list[tuple[int, defer.Deferred[None]]] = []
