@@ -85,7 +85,7 @@ class WebhookSettings:
     @property
     def lease(self) -> float:
         """Seconds a claim holds: past one request's timeout, then another node may take it."""
-        return max(30.0, 2 * self.timeout + 10)
+        return max(10.0, 2 * self.timeout + 5)
 
     @classmethod
     def fromConfig(cls, config: Any) -> WebhookSettings:

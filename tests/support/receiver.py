@@ -96,3 +96,12 @@ class Receiver:
 
     def events(self, name: str) -> list[Received]:
         return [r for r in self.requests if r.headers.get("x-livechat-event") == name]
+
+    def waitFor(self, count: int, timeout: float = 60.0) -> defer.Deferred[None]:
+        """Fires once C{count} requests have arrived in all."""
+        if len(self.requests) >= count:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._waiting.append((count, d))
+        d.addTimeout(timeout, reactor)
+        return d
