@@ -19,6 +19,7 @@ from twisted.trial import unittest
 from livechat.api import RateLimiter
 from livechat.api.v1 import ROUTES, openapi
 from livechat.apikeys import createKey
+from livechat.model import ChatKind, ChatStatus, Licence
 from livechat.notify import payloads
 from tests.support.core import RecordingChannel, isEvent, isType
 from tests.support.http import request
@@ -128,8 +129,8 @@ class ApiTests(ApiNodeMixin, unittest.TestCase):
         )
         self.assertEqual(code, 201, hook)
         chat, _, _ = yield self.store.forLicence(222222).createChat(
-            kind=__import__("livechat.model").model.ChatKind.VISITOR,
-            status=__import__("livechat.model").model.ChatStatus.REQUESTED,
+            kind=ChatKind.VISITOR,
+            status=ChatStatus.REQUESTED,
             visitor_id="visitor-aaaa",
         )
         ids = {
@@ -362,6 +363,29 @@ class ConnectorTests(ApiNodeMixin, unittest.TestCase):
                 float(x.headers["x-livechat-timestamp"]),
             )
         )
+
+
+class RateLimitedNodeTests(NodeMixin, unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_429(self) -> Any:
+        """Past API_BURST a key gets 429 with Retry-After; another key is not affected."""
+        yield self.startNode(self.nodeConfig("DEMO_LICENCE 0\nAPI_RATE 1\nAPI_BURST 2\n"))
+        store = self.node.parts.store
+        yield store.createLicence(Licence(number=123123))
+        one, _ = yield createKey(store, 123123, "one", {"api"})
+        two, _ = yield createKey(store, 123123, "two", {"api"})
+        codes = []
+        for _ in range(3):
+            code, headers, _ = yield request(
+                "GET", self.url("api/v1/licence"), None, {"Authorization": f"Bearer {one}"}
+            )
+            codes.append(code)
+        self.assertEqual(codes, [200, 200, 429])
+        self.assertTrue(headers.getRawHeaders(b"retry-after"))
+        code, _, _ = yield request(
+            "GET", self.url("api/v1/licence"), None, {"Authorization": f"Bearer {two}"}
+        )
+        self.assertEqual(code, 200)
 
 
 class RateLimitTests(unittest.TestCase):

@@ -354,7 +354,8 @@ class WebhookService(service.Service):
         self._dirty: set[int] = set()
         self._due: dict[int, int] = {}
         """licence -> when its next delivery is due (ms), as last seen."""
-        self._gaps: dict[Any, dict[str, dict[int, float]]] = {}
+        self._gaps: dict[Any, Any] = {}
+        """licence -> {source: {first missing id: first seen}}; "account" -> {id: seen}."""
         self._paused: dict[tuple[int, str], tuple[float, int]] = {}
         """(licence, endpoint) -> (paused until, consecutive failures)."""
         self._inflight: dict[tuple[int, str], int] = {}

@@ -232,16 +232,6 @@ def readAccountEvents_txn(txn: Txn, after: int, limit: int) -> list[tuple[Any, .
     return [(int(r[0]), int(r[1]), int(r[2]), r[3], json.loads(r[4])) for r in rows]
 
 
-def latestIds_txn(txn: Txn) -> dict[str, int]:
-    """The newest id of each licence source (a new licence's cursors start there)."""
-    log = txn.queryOne("SELECT MAX(id) FROM {event_log}")
-    chat = txn.queryOne("SELECT MAX(gid) FROM {chat_events}")
-    return {
-        "log": int(log[0] or 0) if log else 0,
-        "chat": int(chat[0] or 0) if chat else 0,
-    }
-
-
 # -- deliveries -----------------------------------------------------------------------
 
 

@@ -90,10 +90,6 @@ class Receiver:
                 still.append((count, d))
         self._waiting = still
 
-    def ok(self) -> list[Received]:
-        """The requests that were answered 2xx (what was delivered)."""
-        return [r for r in self.requests if getattr(r, "answered", 200) < 300]
-
     def events(self, name: str) -> list[Received]:
         return [r for r in self.requests if r.headers.get("x-livechat-event") == name]
 
