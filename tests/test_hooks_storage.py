@@ -135,7 +135,7 @@ class HookStorageMixin(DialectMixin):
         self.assertEqual(
             (yield self.run("claim", hooks.claimDue_txn, "hook:1", 4999, 10, "n", 1)), []
         )
-        self.assertEqual((yield self.run("next", hooks.nextDue_txn)), 5000)
+        self.assertEqual((yield self.run("next", hooks.nextDue_txn, 1000)), 5000)
         dead = yield self.run("list", hooks.listDeliveries_txn, state=hooks.DEAD)
         self.assertEqual([(d.id, d.last_error, d.attempts) for d in dead], [(d2.id, "HTTP 500", 1)])
         count = yield self.run("replay", hooks.replay_txn, 9000)

@@ -621,6 +621,12 @@ class DeliveryMixin(WorkerMixin):
         self.assertEqual(len(fast.requests), 5)
         self.assertEqual(len(slow.hanging), 2)
         self.assertEqual(worker.inflight(100, "cfg:OPERATOR_STATUS"), 2)
+        # Due work that cannot be taken now does not make the worker spin.
+        worker.kick(100)
+        self.clock.advance(0)
+        if worker._passing is not None:
+            yield worker._passing
+        self.assertGreaterEqual(worker._timer.getTime() - self.clock.seconds(), 1.0)
         self.clock.advance(10)
         yield worker.whenIdle()
         pending = yield self.store.db.runLicence(

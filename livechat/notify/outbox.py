@@ -159,7 +159,7 @@ def licencePass_txn(
         added=added,
         gaps=newGaps,
         dueEndpoints=hooks.dueEndpoints_txn(txn, nowMS),
-        nextDue=hooks.nextDue_txn(txn),
+        nextDue=hooks.nextDue_txn(txn, nowMS),
         more=more,
     )
 

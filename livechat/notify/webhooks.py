@@ -58,6 +58,8 @@ USER_AGENT = f"livechat/{livechat.__version__} (webhooks)"
 MAX_ERROR_BODY = 2048
 PURGE_EVERY = 3600.0
 """Seconds between purges of old delivered and dead deliveries."""
+IDLE_RECHECK = 1.0
+"""Seconds before looking again at due work that could not be taken."""
 
 
 @attr.s(frozen=True, auto_attribs=True, kw_only=True)
@@ -624,14 +626,18 @@ class WebhookService(service.Service):
             d.addBoth(lambda _, d=d: self._background.discard(d))
 
     def _scheduleNext(self) -> None:
-        now = self._nowMS()
-        due = [t for t in self._due.values()]
+        """
+        The next pass: now for new work; at the next retry's time; and no
+        sooner than C{IDLE_RECHECK} for work that is due but could not be
+        taken (its chat's earlier event is in flight, the endpoint is full,
+        another node holds it): a finished request wakes the worker anyway.
+        """
         if self._dirty:
             self._schedule(0)
             return
-        if due:
-            earliest = min(due)
-            self._schedule(max(0.0, (earliest - now) / 1000.0))
+        if self._due:
+            delay = (min(self._due.values()) - self._nowMS()) / 1000.0
+            self._schedule(max(IDLE_RECHECK, delay))
 
     # -- sending -------------------------------------------------------------------------
 

@@ -279,8 +279,13 @@ def dueEndpoints_txn(txn: Txn, nowMS: int) -> list[str]:
     return sorted(r[0] for r in rows)
 
 
-def nextDue_txn(txn: Txn) -> int | None:
-    row = txn.queryOne("SELECT MIN(next_at) FROM {deliveries} WHERE state = ?", (PENDING,))
+def nextDue_txn(txn: Txn, nowMS: int) -> int | None:
+    """When the next pending delivery not claimed now is due (a claim's lapse is not)."""
+    row = txn.queryOne(
+        "SELECT MIN(next_at) FROM {deliveries} WHERE state = ? "
+        "AND (claim_until IS NULL OR claim_until < ?)",
+        (PENDING, nowMS),
+    )
     return None if row is None or row[0] is None else int(row[0])
 
 
