@@ -767,14 +767,14 @@ async def setGroupOperators(ctx: Context, groupId: int) -> Any:
 @route(
     "GET",
     "/visitors",
-    summary="Visitors on the website now (this node's view)",
+    summary="Visitors on the website now",
     tag="visitors",
     query=(LIMIT,),
     ok=(200, "Visitors, earliest visit first", page("Visitor")),
 )
 async def listVisitors(ctx: Context) -> Any:
     limit = ctx.limit(500, 10000)
-    visitors = ctx.api.parts.core.visitors.all(ctx.licence)[:limit]
+    visitors = (await ctx.api.parts.core.presence.visitors(ctx.licence))[:limit]
     return 200, {"items": [v.toJSON() for v in visitors], "next": None}
 
 
