@@ -69,10 +69,21 @@ class ConnectorRefused(Exception):
 
 @implementer(IChannel)
 class _QuietChannel:
-    """The HTTPS connector's channel: agents' events go out by webhook, not here."""
+    """
+    The HTTPS connector's channel: agents' events go out by webhook, not
+    here; it only notices the conversation closing, to let the visitor go.
+    """
+
+    def __init__(self, onClosed: Any = None) -> None:
+        self._onClosed = onClosed
 
     def deliver(self, message: dict[str, Any]) -> None:
-        pass
+        if (
+            self._onClosed is not None
+            and message.get("type") == "chat.event"
+            and message.get("event", {}).get("type") == "CloseEvent"
+        ):
+            self._onClosed()
 
     def close(self, reason: str) -> None:
         pass
@@ -174,11 +185,23 @@ class ConnectorHandler:
                     other.disconnect()
         if len(self._sessions) >= self.maxSessions:
             raise ConnectorRefused("UNAVAILABLE", "too many open connector conversations")
-        channel = channelFactory() if channelFactory is not None else _QuietChannel()
+        key = (licence, visitorId)
+        if channelFactory is not None:
+            channel = channelFactory()
+        else:
+            # After the CloseEvent is delivered the session stops following
+            # the chat; then (next turn) it is let go unless a request holds it.
+            channel = _QuietChannel(lambda: self.core.clock.callLater(0, self._closed, key))
         session = self.core.connectVisitor(licence, visitorId, channel, address=address)
         await session.start()
         self._sessions[(licence, visitorId)] = session
         return session
+
+    def _closed(self, key: tuple[int, str]) -> None:
+        session = self._sessions.get(key)
+        lock = self._locks.get(key)
+        if session is not None and (lock is None or not lock.locked):
+            self._settle(key, session)
 
     def _settle(self, key: tuple[int, str], session: Any) -> None:
         """Keep the session while a conversation is open; else let the visitor go."""

@@ -245,7 +245,12 @@ class ConnectorTests(ApiNodeMixin, unittest.TestCase):
             "POST",
             "/apps",
             key,
-            {"name": "WhatsApp bridge", "endpoint": receiver.url("/notifications/event")},
+            {
+                "name": "WhatsApp bridge",
+                "endpoint": receiver.url("/notifications/event"),
+                "endpoints": {"AcceptStatusEvent": receiver.url("/notifications/read")},
+                "headers": {"X-Token": "abc"},
+            },
         )
         self.assertEqual(code, 201, app)
         appPath = f"/apps/{app['id']}/connector"
@@ -334,11 +339,14 @@ class ConnectorTests(ApiNodeMixin, unittest.TestCase):
         yield channel.next(isEvent("CloseEvent", chatId))
 
         worker = self.node.parts.webhooks
+
+        def types() -> set[str]:
+            return {
+                json.loads(x.body)["body"]["changes"][0]["event"]["type"] for x in receiver.requests
+            }
+
         for _ in range(100):
-            if any(
-                json.loads(x.body)["body"]["changes"][0]["event"].get("message") == "Hello Ola"
-                for x in receiver.requests
-            ):
+            if {"ContentEvent", "AcceptStatusEvent", "CloseEvent"} <= types():
                 break
             yield worker.runPass()
             yield worker.whenIdle()
@@ -353,6 +361,16 @@ class ConnectorTests(ApiNodeMixin, unittest.TestCase):
         self.assertEqual(change["sequence"], agentSeq)
         self.assertEqual((change["conversationId"], change["dialogId"]), (dialog, dialog))
         self.assertEqual(change["originatorMetadata"]["role"], "ASSIGNED_AGENT")
+        self.assertTrue(all(x.headers["x-token"] == "abc" for x in receiver.requests))
+        paths = {
+            json.loads(x.body)["body"]["changes"][0]["event"]["type"]: x.path
+            for x in receiver.requests
+        }
+        self.assertEqual(paths["ContentEvent"], "/notifications/event")
+        self.assertEqual(paths["AcceptStatusEvent"], "/notifications/read")
+        self.assertIn("CloseEvent", paths)
+        api = self.node.getServiceNamed("http").factory.resource.children[b"api"].v1
+        self.assertEqual(api.services["connector"].openSessions, 0)
         secret = (yield self.call("GET", "/webhook-secret", key))[1]["secret"]
         x = receiver.requests[0]
         self.assertTrue(
