@@ -426,7 +426,8 @@ class SchemathesisTests(ApiNodeMixin, unittest.TestCase):
     def test_noServerErrors(self) -> Any:
         """
         schemathesis, from the served OpenAPI document, sends generated
-        requests to every operation with a licence key: no answer is a 5xx.
+        requests to every operation with a licence key: no answer is a 5xx,
+        and every status, content type and body is one the document declares.
         """
         st = shutil.which("st", path=os.path.dirname(sys.executable)) or shutil.which("st")
         if st is None:
@@ -444,7 +445,11 @@ class SchemathesisTests(ApiNodeMixin, unittest.TestCase):
                 "-H",
                 f"Authorization: Bearer {key}",
                 "--checks",
-                "not_a_server_error",
+                os.environ.get(
+                    "LC_ST_CHECKS",
+                    "not_a_server_error,status_code_conformance,"
+                    "content_type_conformance,response_schema_conformance",
+                ),
                 "--max-examples",
                 "15",
                 "--seed",

@@ -1154,7 +1154,7 @@ WEBHOOK_BODY = {
     "additionalProperties": False,
     "properties": {
         "event": {"type": "string", "enum": list(EVENT_NAMES) + ["*"]},
-        "url": {"type": "string", "maxLength": 2000},
+        "url": {"type": "string", "maxLength": 2000, "pattern": "^https?://"},
         "method": {"type": "string", "enum": ["POST", "GET"]},
         "enabled": {"type": "boolean"},
     },
