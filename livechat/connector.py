@@ -276,7 +276,7 @@ class ConnectorHandler:
                 raise ConnectorRefused(
                     "BAD_REQUEST", f"chatState must be one of {', '.join(ChatState.__members__)}"
                 )
-            await session.chatState(chatId, ChatState(state))
+            await session.chatState(chatId, ChatState(str(state)))
             return {}
         if kind == "AcceptStatusEvent":
             status = event.get("status")
@@ -285,7 +285,7 @@ class ConnectorHandler:
             sequences = event.get("sequenceList")
             if not isinstance(sequences, list):
                 raise ConnectorRefused("BAD_REQUEST", "sequenceList is a list of numbers")
-            sequence = await session.markRead(chatId, sequences, AcceptStatus(status))
+            sequence = await session.markRead(chatId, sequences, AcceptStatus(str(status)))
             return {"sequence": sequence}
         raise ConnectorRefused(
             "BAD_REQUEST", "event.type must be ContentEvent, ChatStateEvent or AcceptStatusEvent"

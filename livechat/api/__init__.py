@@ -123,7 +123,8 @@ class Context:
         return self.principal.licence
 
     def arg(self, name: str) -> str | None:
-        values = self.request.args.get(name.encode())
+        args: dict[bytes, list[bytes]] = self.request.args or {}
+        values = args.get(name.encode())
         if not values:
             return None
         try:
@@ -227,7 +228,7 @@ class ApiResource(resource.Resource):
     async def _dispatch(self, request: server.Request) -> tuple[int, bytes, str, dict[str, str]]:
         try:
             path = "/" + "/".join(
-                unquote(p.decode("utf-8"), errors="strict") for p in request.postpath
+                unquote(p.decode("utf-8"), errors="strict") for p in request.postpath or []
             )
         except UnicodeDecodeError:
             raise notFound("such resource") from None

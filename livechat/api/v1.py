@@ -261,7 +261,7 @@ async def getOpenAPI(ctx: Context) -> Any:
 
 # -- licences (server key) -------------------------------------------------------------------
 
-LICENCE_BODY = {
+LICENCE_BODY: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
@@ -401,7 +401,7 @@ async def getLicence(ctx: Context) -> Any:
 
 # -- operators ---------------------------------------------------------------------------------
 
-NEW_OPERATOR = {
+NEW_OPERATOR: dict[str, Any] = {
     "type": "object",
     "required": ["nick", "email"],
     "additionalProperties": False,
@@ -515,7 +515,7 @@ async def getOperator(ctx: Context, operatorId: int) -> Any:
     return 200, operatorJSON(op)
 
 
-OPERATOR_PATCH = {
+OPERATOR_PATCH: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
@@ -563,10 +563,10 @@ async def patchOperator(ctx: Context, operatorId: int) -> Any:
         changes["max_chats"] = _int(body, "maxChats", None, 0, 1000)
     for field, column in (("admin", "is_admin"), ("disabled", "disabled")):
         if field in body:
-            value = _bool(body, field)
-            if value is None:
+            flag = _bool(body, field)
+            if flag is None:
                 raise ApiError(400, "bad_request", f"{field} is true or false")
-            changes[column] = value
+            changes[column] = flag
     try:
         updated = await store.updateOperator(ctx.licence, op.nick, **changes)
     except SeatsExhausted as e:
@@ -576,7 +576,7 @@ async def patchOperator(ctx: Context, operatorId: int) -> Any:
 
 # -- subscriptions ------------------------------------------------------------------------------
 
-SUBSCRIPTION_BODY = {
+SUBSCRIPTION_BODY: dict[str, Any] = {
     "type": "object",
     "required": ["operatorsCC", "operatorsCOM", "startDate", "endDate"],
     "additionalProperties": False,
@@ -657,7 +657,7 @@ async def listGroups(ctx: Context) -> Any:
     return 200, {"items": items, "next": None}
 
 
-GROUP_BODY = {
+GROUP_BODY: dict[str, Any] = {
     "type": "object",
     "required": ["name"],
     "additionalProperties": False,
@@ -733,7 +733,7 @@ async def getGroup(ctx: Context, groupId: int) -> Any:
     return 200, groupJSON(group, members)
 
 
-MEMBERS_BODY = {
+MEMBERS_BODY: dict[str, Any] = {
     "type": "object",
     "required": ["operators"],
     "additionalProperties": False,
@@ -956,7 +956,7 @@ async def exportChats(ctx: Context) -> Any:
 HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
 RESERVED_HEADERS = {"host", "content-length", "content-type", "transfer-encoding", "connection"}
 
-APP_BODY = {
+APP_BODY: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
@@ -1097,7 +1097,7 @@ async def deleteApp(ctx: Context, appId: int) -> Any:
     return Raw(b"", "application/json", 204)
 
 
-CONNECTOR_REQUEST = {
+CONNECTOR_REQUEST: dict[str, Any] = {
     "type": "object",
     "required": ["kind", "id", "type"],
     "properties": {
@@ -1149,7 +1149,7 @@ async def connector(ctx: Context, appId: int) -> Any:
 
 # -- RPC webhooks -----------------------------------------------------------------------------
 
-WEBHOOK_BODY = {
+WEBHOOK_BODY: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
@@ -1344,7 +1344,7 @@ async def replayDelivery(ctx: Context, deliveryId: int) -> Any:
     return 200, {"replayed": count}
 
 
-REPLAY_BODY = {
+REPLAY_BODY: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {

@@ -199,7 +199,7 @@ class _BoundedBody(protocol.Protocol):
 
     def _stop(self) -> None:
         if self.transport is not None:
-            self.transport.stopProducing()
+            self.transport.stopProducing()  # type: ignore[attr-defined]
 
     def dataReceived(self, data: bytes) -> None:
         self.data += data[: self.limit - len(self.data)]
@@ -331,7 +331,7 @@ class WebhookService(service.Service):
     core's after-commit path), which only wakes it up early.
     """
 
-    name = "webhooks"
+    name = "webhooks"  # type: ignore[assignment]
     _log = Logger()
 
     def __init__(

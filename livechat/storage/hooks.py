@@ -402,7 +402,8 @@ def listDeliveries_txn(
     after: int = 0,
     limit: int = 100,
 ) -> list[Delivery]:
-    where, args = ["id > ?"], [after]
+    where: list[str] = ["id > ?"]
+    args: list[Any] = [after]
     for column, value in (
         ("state", state),
         ("endpoint", endpoint),

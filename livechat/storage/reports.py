@@ -34,7 +34,8 @@ def listChats_txn(
     text: str | None = None,
 ) -> list[Chat]:
     """Chats with id > C{after}, oldest first, matching every filter given."""
-    where, args = ["id > ?"], [after]
+    where: list[str] = ["id > ?"]
+    args: list[Any] = [after]
     if since is not None:
         where.append("created_at >= ?")
         args.append(since)
