@@ -370,7 +370,6 @@ class WebhookService(service.Service):
         self._timer: Any = None
         self._sweepTimer: Any = None
         self._serverSecret = ""
-        self._licenceSecrets: dict[int, str] = {}
         self.passes = 0
         self._lastPurge = self._clock.seconds()
 
