@@ -44,6 +44,11 @@ class _Recorder(resource.Resource):
 
     def render(self, request: server.Request) -> Any:
         body = request.content.read() if request.content else b""
+        if self.receiver.down:
+            # Down, but keeping the port: no other test's server can take it.
+            self.receiver.refused += 1
+            request.transport.abortConnection()
+            return server.NOT_DONE_YET
         self.receiver._got(Received(request, body))
         if self.receiver.hang:
             self.receiver.hanging.append(request)
@@ -60,6 +65,9 @@ class Receiver:
         self.requests: list[Received] = []
         self.status = 200
         self.hang = False
+        self.down = False
+        """Drop every connection unanswered (a receiver that is down)."""
+        self.refused = 0
         """Never answer (a slow receiver); C{hanging} holds the open requests."""
         self.hanging: list[server.Request] = []
         self.port: Any = None
