@@ -110,6 +110,16 @@ def _parser() -> argparse.ArgumentParser:
     rk.add_argument("licence", type=int)
     rk.add_argument("key_id")
 
+    ld = sub.add_parser("list-deliveries", help="list a licence's webhook deliveries")
+    ld.add_argument("licence", type=int)
+    ld.add_argument("--state", choices=["pending", "delivered", "dead"], help="only these")
+    ld.add_argument("--limit", type=int, default=100)
+    rd = sub.add_parser("replay-deliveries", help="send dead webhook deliveries again")
+    rd.add_argument("licence", type=int)
+    rd.add_argument("--id", type=int, help="only this delivery (dead or delivered)")
+    rd.add_argument("--endpoint", help="only this endpoint (cfg:EVENT, hook:ID, app:ID)")
+    sub.add_parser("webhook-secret", help="print the secret that signs the EVENT_* requests")
+
     sub.add_parser("list-licences", help="list the licences")
     lo = sub.add_parser("list-operators", help="list the operators of a licence")
     lo.add_argument("licence", type=int)
@@ -365,7 +375,73 @@ async def _revokeApiKey(
     out.write(f"API key {args.key_id} revoked\n")
 
 
+async def _listDeliveries(
+    store: SqlStore, hasher: PasswordHasher, args: Any, out: TextIO, stdin: TextIO
+) -> None:
+    from livechat.storage import hooks
+
+    if await store.getLicence(args.licence) is None:
+        raise AdminError(f"licence {args.licence} does not exist")
+    found = await store.db.runLicence(
+        args.licence,
+        "list deliveries",
+        hooks.listDeliveries_txn,
+        state=args.state,
+        limit=max(1, min(args.limit, 10000)),
+    )
+    if not found:
+        out.write(f"licence {args.licence} has no such deliveries\n")
+        return
+    rows = [["ID", "ENDPOINT", "EVENT", "STATE", "ATTEMPTS", "CREATED", "LAST_ERROR"]]
+    for d in found:
+        rows.append(
+            [
+                str(d.id),
+                d.endpoint,
+                d.event,
+                d.state,
+                str(d.attempts),
+                formatTime(d.created_at),
+                d.last_error[:60] or "-",
+            ]
+        )
+    _table(rows, out)
+
+
+async def _replayDeliveries(
+    store: SqlStore, hasher: PasswordHasher, args: Any, out: TextIO, stdin: TextIO
+) -> None:
+    from livechat.storage import hooks
+
+    if await store.getLicence(args.licence) is None:
+        raise AdminError(f"licence {args.licence} does not exist")
+    now = int(__import__("time").time() * 1000)
+    count = await store.db.runLicence(
+        args.licence,
+        "replay deliveries",
+        hooks.replay_txn,
+        now,
+        deliveryId=args.id,
+        endpoint=args.endpoint,
+    )
+    out.write(f"{count} deliveries queued again (the server sends them within WEBHOOK_SWEEP)\n")
+
+
+async def _webhookSecret(
+    store: SqlStore, hasher: PasswordHasher, args: Any, out: TextIO, stdin: TextIO
+) -> None:
+    import secrets
+
+    from livechat.notify.webhooks import SERVER_SECRET_STATE
+
+    await store.claimState(SERVER_SECRET_STATE, secrets.token_urlsafe(32))
+    out.write(f"{await store.getState(SERVER_SECRET_STATE)}\n")
+
+
 _COMMANDS = {
+    "list-deliveries": _listDeliveries,
+    "replay-deliveries": _replayDeliveries,
+    "webhook-secret": _webhookSecret,
     "create-api-key": _createApiKey,
     "list-api-keys": _listApiKeys,
     "revoke-api-key": _revokeApiKey,

@@ -268,6 +268,10 @@ class OperatorChecker:
                 f"licence {licence.number} expired on {formatTime(licence.expires_at)} UTC",
             )
         seats = licence.seatsFor(operator.account_type)
+        subscribed = yield self._store.subscribedSeats(licence.number, nowMS)
+        if subscribed is not None:
+            # Running subscriptions decide the seats (NEW_OPERATOR_SUBSCRIPTION).
+            seats = subscribed[operator.account_type]
         if seats is not None:
             counts = yield self._store.countOperators(licence.number)
             used = counts[operator.account_type]

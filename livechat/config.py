@@ -195,6 +195,21 @@ def _email(value: str) -> str:
     return value
 
 
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value.upper() not in choices:
+            raise BadValue(f"expected one of {', '.join(choices)}, got {value!r}")
+        return value.upper()
+
+    return parse
+
+
+def _apiSecret(value: str) -> str:
+    if value and len(value) < 32:
+        raise BadValue("a key of at least 32 characters is required (or empty: off)")
+    return value
+
+
 def _path(value: str) -> str:
     return os.path.expanduser(value) if value else ""
 
@@ -459,6 +474,128 @@ def _keys() -> Iterator[Key]:
         "",
         "Address the webhook requests are sent to; the URL's host stays "
         "in the Host header. Empty: resolve the URL's host.",
+        live=True,
+        section=s,
+    )
+
+    s = "Webhook delivery and REST API"
+    yield Key(
+        "WEBHOOK_METHOD",
+        _choice("POST", "GET"),
+        "POST",
+        "HTTP method of the EVENT_* requests: POST (form body) or GET (query string).",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "WEBHOOK_TIMEOUT",
+        _integer(1, 300),
+        "10",
+        "Seconds a webhook receiver has to answer before the attempt counts as failed.",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "WEBHOOK_RETRY_FOR",
+        _integer(60, 30 * 86400),
+        "86400",
+        "Seconds a failing delivery is retried (exponential backoff with jitter) "
+        "before it is dead; dead deliveries can be replayed.",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "WEBHOOK_CONCURRENCY",
+        _integer(1, 1000),
+        "20",
+        "Webhook requests a node has in flight at most.",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "WEBHOOK_ENDPOINT_CONCURRENCY",
+        _integer(1, 100),
+        "4",
+        "Webhook requests in flight to one endpoint at most (a slow receiver "
+        "cannot take all of WEBHOOK_CONCURRENCY).",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "WEBHOOK_ALLOW_PRIVATE",
+        _boolean,
+        "0",
+        "Let URLs that licences set through the API reach loopback, private and "
+        "link-local addresses (0/1). Keep 0 unless every licence is trusted.",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "WEBHOOK_SECRET",
+        _string,
+        "",
+        "Secret that signs the EVENT_* requests (HMAC-SHA256). Empty: one is "
+        "generated at the first start and kept in the database "
+        "(livechat-admin webhook-secret shows it).",
+        secret=True,
+        section=s,
+    )
+    yield Key(
+        "WEBHOOK_SEND_PASSWORD",
+        _boolean,
+        "0",
+        "Send PASSWORD with NEW_LICENCE and NEW_OPERATOR, as the seed does (0/1). "
+        "Only passwords set through the REST API are known; they stay in the "
+        "database in clear text until delivered.",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "WEBHOOK_KEEP_DAYS",
+        _integer(1, 3650),
+        "7",
+        "Days delivered and dead deliveries are kept (for the delivery log and replay).",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "WEBHOOK_SWEEP",
+        _integer(1, 3600),
+        "30",
+        "Seconds between scans of every licence for events written by other nodes or processes.",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "SERVER_API_KEY",
+        _apiSecret,
+        "",
+        "Server-level REST API credential (Authorization: Bearer <key>) that may "
+        "create and list licences; at least 32 characters. Empty: off.",
+        secret=True,
+        section=s,
+    )
+    yield Key(
+        "API_RATE",
+        _integer(1, 100000),
+        "20",
+        "REST API requests per second one API key may make on average.",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "API_BURST",
+        _integer(1, 1000000),
+        "100",
+        "REST API requests one key may make at once above API_RATE; beyond it, 429.",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "API_MAX_BODY",
+        _integer(1024, 64 * 1048576),
+        "1048576",
+        "Largest REST API request body, in bytes; a larger one is refused with 413.",
         live=True,
         section=s,
     )

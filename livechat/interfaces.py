@@ -40,10 +40,11 @@ class IStore(Interface):
         @return: Deferred firing with C{None}, or failing with the reason.
         """
 
-    def createLicence(licence, operator=None, password_hash=None):
+    def createLicence(licence, operator=None, password_hash=None, *, event_extra=None):
         """
         Create a licence, its database (migrated), and optionally its first
-        operator, then record C{NEW_LICENCE} in the licence's event log.
+        operator, then record C{NEW_LICENCE} in the account events (with the
+        fields of C{event_extra} added: the seed's PASSWORD, when sent).
 
         @param licence: a L{livechat.model.Licence}; C{number} 0 picks a free
             random six-digit number.
@@ -72,9 +73,10 @@ class IStore(Interface):
         @return: Deferred firing with C{None}.
         """
 
-    def createOperator(licence, operator, password_hash):
+    def createOperator(licence, operator, password_hash, *, event_extra=None):
         """
-        Add an operator to a licence, within its seats; records C{NEW_OPERATOR}.
+        Add an operator to a licence, within its seats; records C{NEW_OPERATOR}
+        (with the fields of C{event_extra} added).
 
         @return: Deferred firing with the stored L{livechat.model.Operator}.
         """
@@ -123,6 +125,24 @@ class IStore(Interface):
 
     def revokeApiKey(licence, key_id):
         """@return: Deferred firing with C{None}; NotFound for an unknown key."""
+
+    def createSubscription(licence, **fields):
+        """
+        Add an operator subscription (C{operators_cc}, C{operators_com},
+        C{start_at}, C{end_at}, C{payment_method}, C{net_price}, C{vat}) and
+        record C{NEW_OPERATOR_SUBSCRIPTION}.
+
+        @return: Deferred firing with the subscription (a JSON-able dict).
+        """
+
+    def listSubscriptions(licence):
+        """@return: Deferred firing with the licence's subscriptions, oldest first."""
+
+    def subscribedSeats(licence, nowMS):
+        """
+        @return: Deferred firing with C{{AccountType: seats}} summed over the
+            subscriptions running at C{nowMS}, or C{None} when none runs.
+        """
 
     def getState(name):
         """@return: Deferred firing with a server-wide value (str) or C{None}."""

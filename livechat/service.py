@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import livechat
+from livechat.api import makeApiRoot
 from livechat.auth import LoginThrottle, PasswordHasher, generatePassword, makePortal
 from livechat.bus.memory import MemoryBus
 from livechat.bus.redis import RedisBus
@@ -38,6 +39,7 @@ from livechat.licencefile import readLicenceFile
 from livechat.logs import ChannelLogs
 from livechat.model import AccountType, Licence, LicenceType, Operator
 from livechat.notify import EventsLogNotifier, FanoutNotifier
+from livechat.notify.webhooks import WebhookService, WebhookSettings
 from livechat.protocols.http import makePublicRoot, makeSite
 from livechat.storage import SqlStore
 
@@ -293,6 +295,7 @@ class Parts:
     logs: ChannelLogs
     portal: Any
     core: Core
+    webhooks: WebhookService | None = None
 
 
 class LivechatService(AsyncMultiService):
@@ -499,16 +502,18 @@ def makeParts(
         bus = MemoryBus()
         presence = MemoryPresence(reactor, settings.visitorIdle, settings.maxVisitorsPerLicence)
         router = MemoryRouter(reactor)
+    webhooks = WebhookService(store, WebhookSettings.fromConfig(config), reactor)
     core = Core(
         store,
         bus,
         router,
-        FanoutNotifier([EventsLogNotifier(logs)]),
+        FanoutNotifier([EventsLogNotifier(logs), webhooks]),
         reactor,
         settings,
         presence=presence,
         nodeId=nodeId,
     )
+    core.storedListeners.append(webhooks.stored)
     throttle = LoginThrottle(
         reactor,
         maxPerAccount=config["LOGIN_MAX_FAILURES"],
@@ -524,6 +529,7 @@ def makeParts(
         logs=logs,
         portal=makePortal(store, hasher, throttle, reactor),
         core=core,
+        webhooks=webhooks,
     )
 
 
@@ -552,7 +558,11 @@ def makeService(
     if isinstance(parts.core.bus, service.Service):
         parts.core.bus.setServiceParent(root)
     CoreService(parts.core).setServiceParent(root)
-    site = makeSite(makePublicRoot(parts.store.health, reactor))
+    assert parts.webhooks is not None
+    parts.webhooks.setServiceParent(root)
+    publicRoot = makePublicRoot(parts.store.health, reactor)
+    publicRoot.putChild(b"api", makeApiRoot(parts))
+    site = makeSite(publicRoot)
     ListenerService(
         "http",
         config["HTTP_LISTEN"],

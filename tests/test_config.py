@@ -77,6 +77,24 @@ CASES: dict[str, tuple[tuple[str, Any], tuple[str, str]]] = {
     "LOG_SCRIPT": BOOL_CASES,
     "LOG_CONTROL": BOOL_CASES,
 }
+CASES.update(
+    {
+        "WEBHOOK_METHOD": (("get", "GET"), ("PUT", "expected one of POST, GET")),
+        "WEBHOOK_TIMEOUT": (("5", 5), ("0", "out of range")),
+        "WEBHOOK_RETRY_FOR": (("3600", 3600), ("59", "out of range")),
+        "WEBHOOK_CONCURRENCY": (("50", 50), ("0", "out of range")),
+        "WEBHOOK_ENDPOINT_CONCURRENCY": (("2", 2), ("101", "out of range")),
+        "WEBHOOK_ALLOW_PRIVATE": BOOL_CASES,
+        "WEBHOOK_SECRET": (("a-secret", "a-secret"), None),  # type: ignore[dict-item]
+        "WEBHOOK_SEND_PASSWORD": BOOL_CASES,
+        "WEBHOOK_KEEP_DAYS": (("30", 30), ("0", "out of range")),
+        "WEBHOOK_SWEEP": (("60", 60), ("x", "whole number")),
+        "SERVER_API_KEY": (("k" * 32, "k" * 32), ("short", "at least 32 characters")),
+        "API_RATE": (("5", 5), ("0", "out of range")),
+        "API_BURST": (("10", 10), ("0", "out of range")),
+        "API_MAX_BODY": (("2048", 2048), ("10", "out of range")),
+    }
+)
 for _event in C.EVENT_NAMES:
     CASES[f"EVENT_{_event}"] = (
         ("http://hooks.example.com/events.pl", "http://hooks.example.com/events.pl"),

@@ -548,6 +548,8 @@ class Core:
         self._offers: dict[tuple[int, int], tuple[int, Any]] = {}
         self._sweep: task.LoopingCall | None = None
         self._inflight: set[defer.Deferred[Any]] = set()
+        self.storedListeners: list[Callable[[int, list[StoredEvent]], None]] = []
+        """Called with (licence, events) after chat events are committed (webhooks)."""
 
     # -- life ---------------------------------------------------------------------
 
@@ -650,8 +652,19 @@ class Core:
         self._notify(licence, [event])
 
     def _publishStored(self, licence: int, stored: Iterable[StoredEvent]) -> None:
+        stored = list(stored)
         for event in stored:
             self._publish(chatChannel(licence, event.chat_id), E.wire(licence, event))
+        self._stored(licence, stored)
+
+    def _stored(self, licence: int, stored: list[StoredEvent]) -> None:
+        if not stored:
+            return
+        for listener in self.storedListeners:
+            try:
+                listener(licence, stored)
+            except Exception:
+                self._log.failure("stored-events listener failed")
 
     # -- operators' presence ------------------------------------------------------------
 
@@ -1143,6 +1156,7 @@ class Core:
             participants=[(session.ref, Role.CONSUMER)],
             events=events,
         )
+        self._stored(licence, stored)
         await self._visitorUpdated(
             licence,
             session.visitorId,

@@ -170,8 +170,12 @@ def insertLicence_txn(
     operator: Operator | None,
     passwordHash: str | None,
     nowMS: int,
+    eventExtra: dict[str, Any] | None = None,
 ) -> tuple[Licence, Operator | None]:
-    """Insert the licence row (and first operator), and log NEW_LICENCE."""
+    """
+    Insert the licence row (and first operator), and log NEW_LICENCE (with
+    C{eventExtra} fields added, e.g. the seed's PASSWORD for webhooks).
+    """
     if licenceExists_txn(txn, licence.number):
         raise Conflict(f"licence {licence.number} exists already")
     txn.execute(
@@ -205,6 +209,7 @@ def insertLicence_txn(
         assert passwordHash is not None
         created = _insertOperator_txn(txn, stored, operator, passwordHash, nowMS, log=False)
         payload.update(operatorPayload(created))
+    payload.update(eventExtra or {})
     logAccountEvent_txn(txn, stored.number, "NEW_LICENCE", payload, nowMS)
     return stored, created
 
@@ -285,6 +290,7 @@ def _insertOperator_txn(
     passwordHash: str,
     nowMS: int,
     log: bool = True,
+    eventExtra: dict[str, Any] | None = None,
 ) -> Operator:
     if not operator.disabled:
         _checkSeats(txn, licence, operator.account_type, 1)
@@ -326,15 +332,21 @@ def _insertOperator_txn(
     if log:
         payload = operatorPayload(created)
         payload["EVENT"] = "NEW_OPERATOR"
+        payload.update(eventExtra or {})
         logAccountEvent_txn(txn, licence.number, "NEW_OPERATOR", payload, nowMS)
     return created
 
 
 def createOperator_txn(
-    txn: Txn, licence: int, operator: Operator, passwordHash: str, nowMS: int
+    txn: Txn,
+    licence: int,
+    operator: Operator,
+    passwordHash: str,
+    nowMS: int,
+    eventExtra: dict[str, Any] | None = None,
 ) -> Operator:
     locked = _lockLicence_txn(txn, licence)
-    return _insertOperator_txn(txn, locked, operator, passwordHash, nowMS)
+    return _insertOperator_txn(txn, locked, operator, passwordHash, nowMS, eventExtra=eventExtra)
 
 
 def getOperator_txn(txn: Txn, licence: int, nick: str) -> Operator | None:

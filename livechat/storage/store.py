@@ -14,7 +14,7 @@ from zope.interface import implementer
 
 from livechat.interfaces import ILicenceStore, IStore
 from livechat.model import AccountType, Chat, ChatStatus, Group, Licence, Operator, VisitorRecord
-from livechat.storage import accounts, chats, migrations, settings
+from livechat.storage import accounts, chats, migrations, settings, subscriptions
 from livechat.storage.chats import DomainEvent, EventDraft, StoredEvent
 from livechat.storage.database import GLOBAL, LICENCE, Database
 from livechat.storage.errors import Conflict, NotFound
@@ -88,6 +88,8 @@ class SqlStore:
         licence: Licence,
         operator: Operator | None = None,
         password_hash: str | None = None,
+        *,
+        event_extra: dict[str, Any] | None = None,
     ) -> Any:
         number = licence.number
         if number == 0:
@@ -103,6 +105,7 @@ class SqlStore:
             operator,
             password_hash,
             self._now(),
+            event_extra,
         )
         self._log.info("licence {licence} created", licence=number)
         return stored
@@ -148,7 +151,12 @@ class SqlStore:
     # -- operators ----------------------------------------------------------------
 
     def createOperator(
-        self, licence: int, operator: Operator, password_hash: str
+        self,
+        licence: int,
+        operator: Operator,
+        password_hash: str,
+        *,
+        event_extra: dict[str, Any] | None = None,
     ) -> defer.Deferred[Operator]:
         return self.db.runGlobal(
             "create operator",
@@ -157,6 +165,7 @@ class SqlStore:
             operator,
             password_hash,
             self._now(),
+            event_extra,
         )
 
     def getOperator(self, licence: int, nick: str) -> defer.Deferred[Operator | None]:
@@ -212,6 +221,27 @@ class SqlStore:
 
     def revokeApiKey(self, licence: int, key_id: str) -> defer.Deferred[None]:
         return self.db.runGlobal("revoke api key", accounts.revokeApiKey_txn, licence, key_id)
+
+    # -- subscriptions ---------------------------------------------------------------
+
+    def createSubscription(self, licence: int, **fields: Any) -> defer.Deferred[dict[str, Any]]:
+        return self.db.runGlobal(
+            "create subscription",
+            subscriptions.createSubscription_txn,
+            licence,
+            nowMS=self._now(),
+            **fields,
+        )
+
+    def listSubscriptions(self, licence: int) -> defer.Deferred[list[dict[str, Any]]]:
+        return self.db.runGlobal("list subscriptions", subscriptions.listSubscriptions_txn, licence)
+
+    def subscribedSeats(
+        self, licence: int, nowMS: int
+    ) -> defer.Deferred[dict[AccountType, int] | None]:
+        return self.db.runGlobal(
+            "subscribed seats", subscriptions.subscribedSeats_txn, licence, nowMS
+        )
 
     # -- server state -------------------------------------------------------------
 
