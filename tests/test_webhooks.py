@@ -231,8 +231,8 @@ class RpcEventsMixin(WorkerMixin):
         self.assertEqual(
             first("BUTTON_STATUS"), {"EVENT": "BUTTON_STATUS", "LICENCE": "100", "STATUS": "online"}
         )
-        self.assertEqual(
-            first("CHAT_STARTED"),
+        # Chats are delivered in order each, not in order with each other.
+        self.assertIn(
             {
                 "EVENT": "CHAT_STARTED",
                 "LICENCE": "100",
@@ -240,6 +240,7 @@ class RpcEventsMixin(WorkerMixin):
                 "OPERATOR_ID": "anna@example.com",
                 "STATUS": "0",
             },
+            [x.form for x in got["CHAT_STARTED"]],
         )
         self.assertEqual(
             first("OPERATOR_TRANSFER"),
@@ -363,7 +364,8 @@ class RpcEventsMixin(WorkerMixin):
             pending = yield self.store.db.runLicence(
                 100, "list", hooks.listDeliveries_txn, state=hooks.PENDING
             )
-            if not pending:
+            # The account events (global database) fan out in their own pass.
+            if not pending and len(r.requests) >= len(wanted) + 2:
                 break
         self.assertGreaterEqual(len(r.requests), len(wanted) + 2)
         ids = [x.headers["x-livechat-event-id"] for x in r.requests]

@@ -14,7 +14,7 @@ def selfSignedPEM(hostname: str = "localhost") -> bytes:
     """A self-signed certificate and its key, one PEM (as haproxy wants it)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
