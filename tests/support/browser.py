@@ -248,7 +248,6 @@ class _Driver:
         self._manager: Any = None
         self._playwright: Any = None
         self._lock: asyncio.Lock | None = None
-        self.launched = 0
 
     async def get(self) -> tuple[Any, bool]:
         """The running Playwright, and whether it was started just now."""
@@ -507,7 +506,6 @@ class Browser(_Wrapper):
             await _driver.stop()
             playwright, _ = await _driver.get()
             self._impl = await playwright.chromium.launch(**launch)
-        _driver.launched += 1
 
     def close(self) -> defer.Deferred[None]:
         """Close the browser and everything in it (the test's cleanup does it too)."""
