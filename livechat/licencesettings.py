@@ -426,7 +426,7 @@ SETTINGS: dict[str, Setting] = {
             "web.origins",
             _origins,
             [],
-            'Sites that may embed the widget (CORS): a JSON list of origins, e.g. '
+            "Sites that may embed the widget (CORS): a JSON list of origins, e.g. "
             '["https://www.example.com", "https://*.example.com"]; "self" admits this '
             "server's own pages (the test page). Empty: no site.",
         ),
@@ -434,7 +434,7 @@ SETTINGS: dict[str, Setting] = {
             "web.banned",
             _networks,
             [],
-            'Visitor addresses refused everything: a JSON list of addresses or networks, '
+            "Visitor addresses refused everything: a JSON list of addresses or networks, "
             'e.g. ["203.0.113.7", "198.51.100.0/24"].',
         ),
         Setting(
@@ -521,8 +521,9 @@ def parse(name: str, value: str | None) -> Any:
     try:
         return setting.parse(value)
     except SettingError as e:
-        _log.warn("licence setting {name} is broken ({error}); using the default", name=name,
-                  error=e)
+        _log.warn(
+            "licence setting {name} is broken ({error}); using the default", name=name, error=e
+        )
         return setting.default
 
 
@@ -566,6 +567,15 @@ class SettingsCache:
             lambda raw: parse(name, raw),
         )
 
+    def getOptional(self, licence: int, name: str) -> defer.Deferred[Any]:
+        """As L{get}, but C{None} when the setting is unset (a group's own setting)."""
+        return self._get(
+            licence,
+            "?" + name,
+            lambda: self._store.forLicence(licence).getSetting(name),
+            lambda raw: None if raw is None else parse(name, raw),
+        )
+
     def _get(
         self, licence: int, name: str, fetch: Callable[[], Any], convert: Callable[[Any], Any]
     ) -> defer.Deferred[Any]:
@@ -605,5 +615,6 @@ class SettingsCache:
 
     def forget(self, licence: int, name: str | None = None) -> None:
         """Drop cached values of a licence (one setting, or all) on this node."""
-        for key in [k for k in self._values if k[0] == licence and name in (None, k[1])]:
+        names = (None, name, None if name is None else "?" + name)
+        for key in [k for k in self._values if k[0] == licence and (name is None or k[1] in names)]:
             del self._values[key]

@@ -41,6 +41,7 @@ from livechat.model import AccountType, Licence, LicenceType, Operator
 from livechat.notify import EventsLogNotifier, FanoutNotifier
 from livechat.notify.webhooks import WebhookService, WebhookSettings
 from livechat.protocols.http import makePublicRoot, makeSite
+from livechat.protocols.web import makeWeb, mountWeb
 from livechat.storage import SqlStore
 
 
@@ -562,6 +563,9 @@ def makeService(
     parts.webhooks.setServiceParent(root)
     publicRoot = makePublicRoot(parts.store.health, reactor)
     publicRoot.putChild(b"api", makeApiRoot(parts))
+    web, webService = makeWeb(parts, reactor)
+    webService.setServiceParent(root)
+    mountWeb(publicRoot, web)
     site = makeSite(publicRoot)
     ListenerService(
         "http",

@@ -393,9 +393,7 @@ class SqlLicenceStore:
     # -- messages left while closed ------------------------------------------------
 
     def leaveMessage(self, **fields: Any) -> defer.Deferred[offline.OfflineMessage]:
-        return self._run(
-            "leave message", offline.leaveMessage_txn, fields, _nowMS(self._clock)
-        )
+        return self._run("leave message", offline.leaveMessage_txn, fields, _nowMS(self._clock))
 
     def offlineMessages(
         self, pending_only: bool = True, limit: int = 50
