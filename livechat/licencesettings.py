@@ -508,15 +508,20 @@ def lookup(name: str) -> tuple[Setting, int | None]:
 
 
 def validate(name: str, value: str) -> str:
-    """The stored form of C{value} for setting C{name}; L{SettingError} if wrong."""
+    """
+    The stored form of C{value} for setting C{name}; L{SettingError} if
+    wrong.  The empty value clears a setting (its default applies).
+    """
     setting, _ = lookup(name)
+    if value.strip() == "":
+        return ""
     return setting.store(setting.parse(value))
 
 
 def parse(name: str, value: str | None) -> Any:
-    """The parsed stored value, or the default (when unset or broken, logged)."""
+    """The parsed stored value, or the default (when unset, cleared or broken, logged)."""
     setting, _ = lookup(name)
-    if value is None:
+    if value is None or value.strip() == "":
         return setting.default
     try:
         return setting.parse(value)
@@ -573,7 +578,7 @@ class SettingsCache:
             licence,
             "?" + name,
             lambda: self._store.forLicence(licence).getSetting(name),
-            lambda raw: None if raw is None else parse(name, raw),
+            lambda raw: None if raw is None or raw.strip() == "" else parse(name, raw),
         )
 
     def _get(

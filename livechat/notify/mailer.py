@@ -110,13 +110,13 @@ class Mailer:
         self._send = send
         self._inflight: set[defer.Deferred[Any]] = set()
 
-    def render(self, name: str, language: str, **fields: Any) -> tuple[str, str]:
+    def render(self, template: str, language: str, /, **fields: Any) -> tuple[str, str]:
         """The subject and body of a template filled with C{fields}."""
         if self.templates is None:
             raise RuntimeError("mail templates not loaded yet")
         if language not in LANGUAGES:
             language = "en"
-        subject, body = self.templates[(name, language)]
+        subject, body = self.templates[(template, language)]
         values = {k: str(v) for k, v in fields.items()}
         return (
             string.Template(subject).safe_substitute(values).replace("\n", " "),

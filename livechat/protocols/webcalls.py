@@ -104,6 +104,7 @@ class VisitorCalls:
             "transcript.mail": self._transcript,
             "reception": self._reception,
             "page.view": self._pageView,
+            "ping": self._ping,
         }
 
     @property
@@ -257,3 +258,8 @@ class VisitorCalls:
             address=visitor.client.address,
         )
         return {}
+
+    async def _ping(
+        self, session: VisitorSession, visitor: Visitor, r: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {"time": int(self.core.clock.seconds() * 1000)}

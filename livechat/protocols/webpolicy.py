@@ -293,6 +293,8 @@ class Door:
 
         async def slow() -> Any:
             info = await cache.licence(licence)
+            if info is None:
+                return self._check(licence, origin, client, None, [], [])
             origins = await cache.get(licence, "web.origins")
             banned = await cache.get(licence, "web.banned")
             return self._check(licence, origin, client, info, origins, banned)

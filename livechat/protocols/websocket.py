@@ -236,9 +236,6 @@ class VisitorWebSocket(WebSocketServerProtocol):
                 self._starting = True
                 defer.ensureDeferred(self._hello(request)).addErrback(self._helloFailed)
             return
-        if request.get("type") == "ping":
-            self._send({"type": "pong", "id": request.get("id")})
-            return
         assert self.visitor is not None
         d = defer.ensureDeferred(self.front.calls.call(self.session, self.visitor, request))
         d.addCallback(self._send)

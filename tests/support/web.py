@@ -1,0 +1,236 @@
+"""
+The web side for tests: a real core on a real store (L{CoreMixin}), its
+front desk, the web front with a task.Clock, the resources on a real
+twisted.web Site on 127.0.0.1 port 0, mail recorded (or sent to a real
+SMTP receiver on port 0, L{SMTPReceiver}), and small HTTP helpers.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+from typing import Any
+
+import attr
+from twisted.internet import defer, protocol, reactor
+from twisted.mail import smtp
+from twisted.web import resource
+from zope.interface import implementer
+
+from livechat.core.reception import Reception
+from livechat.licencesettings import SettingsCache
+from livechat.notify.mailer import Mailer, MailSettings, loadTemplates
+from livechat.protocols.http import makeSite
+from livechat.protocols.web import WebFront, loadAssets, mountWeb
+from livechat.protocols.webpolicy import WebSettings
+from livechat.visitortoken import VisitorTokens
+from tests.support.browser import serveSite
+from tests.support.core import CoreMixin
+from tests.support.http import request
+
+SECRET = b"a test secret that is long enough"
+
+
+class MailRecorder:
+    """A Mailer's C{send}: keeps each mail; C{next()} waits for one."""
+
+    def __init__(self) -> None:
+        self.mails: list[tuple[list[str], email.message.EmailMessage]] = []
+        self._waiting: list[defer.Deferred[Any]] = []
+        self._attempted: list[defer.Deferred[int]] = []
+        self.fail = 0
+        self.attempts = 0
+
+    def attempt(self, number: int, timeout: float = 10.0) -> defer.Deferred[int]:
+        """Fires once the C{number}th attempt to send has been made."""
+        if self.attempts >= number:
+            return defer.succeed(self.attempts)
+        d: defer.Deferred[int] = defer.Deferred()
+        d.addTimeout(timeout, reactor)
+        self._attempted.append(d)
+        return d.addCallback(lambda _: self.attempt(number))
+
+    def __call__(self, settings: Any, clock: Any, to: list[str], data: bytes) -> Any:
+        self.attempts += 1
+        attempted, self._attempted = self._attempted, []
+        for d in attempted:
+            # After this call has returned (and its failure been handled).
+            reactor.callLater(0, d.callback, self.attempts)
+        if self.fail:
+            self.fail -= 1
+            return defer.fail(ConnectionRefusedError("smtp down"))
+        message = email.message_from_bytes(data, policy=email.policy.default)
+        self.mails.append((list(to), message))  # type: ignore[arg-type]
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(self.mails[-1])
+        return defer.succeed((len(to), []))
+
+    def next(self, timeout: float = 10.0) -> defer.Deferred[Any]:
+        """The next mail (after those already taken with C{next})."""
+        taken = getattr(self, "_taken", 0)
+        if len(self.mails) > taken:
+            self._taken = taken + 1
+            return defer.succeed(self.mails[taken])
+        d: defer.Deferred[Any] = defer.Deferred()
+
+        def take(mail: Any) -> Any:
+            self._taken = getattr(self, "_taken", 0) + 1
+            return mail
+
+        d.addCallback(take)
+        d.addTimeout(timeout, reactor)
+        self._waiting.append(d)
+        return d
+
+
+class WebMixin(CoreMixin):
+    """A core with its web front; C{serve()} puts the web on a real port."""
+
+    webSettings = WebSettings(settingsCache=10.0)
+
+    @defer.inlineCallbacks
+    def setUp(self) -> Any:
+        yield super().setUp()
+        self.mail = MailRecorder()
+        self.mailer = Mailer(MailSettings(firstRetry=5.0), self.clock, loadTemplates(), self.mail)
+        self.cache = SettingsCache(self.store, self.clock, self.webSettings.settingsCache)
+        self.reception = Reception(self.core, self.cache, self.mailer)
+        self.front = WebFront(self.core, self.reception, self.cache, self.webSettings, self.clock)
+        self.front.tokens = VisitorTokens(SECRET, self.clock, 365 * 86400.0)
+        self.front.assets = loadAssets()
+
+    def serve(self) -> str:
+        """The web resources on a real Site on 127.0.0.1:0; its base URL."""
+        root = resource.Resource()
+        mountWeb(root, self.front)
+        return serveSite(self, makeSite(root))
+
+    @defer.inlineCallbacks
+    def setting(self, licence: int, name: str, value: Any) -> Any:
+        """Set a licence setting (JSON-encoded unless text) and drop it from the cache."""
+        text = value if isinstance(value, str) else json.dumps(value)
+        yield self.store.forLicence(licence).setSetting(name, text)
+        self.cache.forget(licence)
+
+    @defer.inlineCallbacks
+    def allow(self, licence: int, *origins: str) -> Any:
+        yield self.licence(licence)
+        yield self.setting(licence, "web.origins", list(origins))
+
+
+@defer.inlineCallbacks
+def postJSON(url: str, body: Any, headers: dict[str, str] | None = None) -> Any:
+    """POST JSON as text/plain (as the loader does); C{(code, headers, parsed body)}."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    h = {"Content-Type": "text/plain"}
+    h.update(headers or {})
+    code, hs, raw = yield request("POST", url, data, h)
+    return code, hs, json.loads(raw) if raw else None
+
+
+@defer.inlineCallbacks
+def getJSON(url: str, headers: dict[str, str] | None = None) -> Any:
+    code, hs, raw = yield request("GET", url, None, headers)
+    return code, hs, json.loads(raw) if raw else None
+
+
+# -- a real SMTP server -------------------------------------------------------------
+
+
+@attr.s(auto_attribs=True)
+class ReceivedMail:
+    sender: str
+    recipients: list[str]
+    message: Any
+
+
+@implementer(smtp.IMessage)
+class _Message:
+    def __init__(self, receiver: SMTPReceiver, sender: str, recipients: list[str]) -> None:
+        self.receiver = receiver
+        self.sender = sender
+        self.recipients = recipients
+        self.lines: list[bytes] = []
+
+    def lineReceived(self, line: bytes) -> None:
+        self.lines.append(line)
+
+    def eomReceived(self) -> Any:
+        data = b"\n".join(self.lines) + b"\n"
+        parsed = email.message_from_bytes(data, policy=email.policy.default)
+        self.receiver._received(ReceivedMail(self.sender, list(self.recipients), parsed))
+        return defer.succeed(None)
+
+    def connectionLost(self) -> None:
+        self.lines = []
+
+
+@implementer(smtp.IMessageDelivery)
+class _Delivery:
+    def __init__(self, receiver: SMTPReceiver) -> None:
+        self.receiver = receiver
+        self.sender = ""
+        self.recipients: list[str] = []
+
+    def receivedHeader(self, helo: Any, origin: Any, recipients: Any) -> bytes:
+        return b"Received: by the test SMTP receiver"
+
+    def validateFrom(self, helo: Any, origin: Any) -> Any:
+        self.sender = str(origin)
+        self.recipients = []
+        return origin
+
+    def validateTo(self, user: Any) -> Any:
+        self.recipients.append(str(user.dest))
+        recipients = self.recipients
+        return lambda: _Message(self.receiver, self.sender, recipients)
+
+
+class _Factory(protocol.ServerFactory):
+    def __init__(self, receiver: SMTPReceiver) -> None:
+        self.receiver = receiver
+
+    def buildProtocol(self, addr: Any) -> Any:
+        p = smtp.ESMTP()
+        p.factory = self
+        p.host = b"test.example"
+        p.delivery = _Delivery(self.receiver)
+        return p
+
+
+class SMTPReceiver:
+    """twisted.mail's ESMTP server on 127.0.0.1:0 that keeps what it gets."""
+
+    def __init__(self, testcase: Any) -> None:
+        self.mails: list[ReceivedMail] = []
+        self._waiting: list[defer.Deferred[ReceivedMail]] = []
+        self.port = reactor.listenTCP(0, _Factory(self), interface="127.0.0.1")
+        testcase.addCleanup(self.port.stopListening)
+
+    @property
+    def portNumber(self) -> int:
+        return int(self.port.getHost().port)
+
+    def _received(self, mail: ReceivedMail) -> None:
+        self.mails.append(mail)
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(mail)
+
+    def next(self, timeout: float = 20.0) -> defer.Deferred[ReceivedMail]:
+        taken = getattr(self, "_taken", 0)
+        if len(self.mails) > taken:
+            self._taken = taken + 1
+            return defer.succeed(self.mails[taken])
+        d: defer.Deferred[ReceivedMail] = defer.Deferred()
+
+        def take(mail: ReceivedMail) -> ReceivedMail:
+            self._taken = getattr(self, "_taken", 0) + 1
+            return mail
+
+        d.addCallback(take)
+        d.addTimeout(timeout, reactor)
+        self._waiting.append(d)
+        return d
