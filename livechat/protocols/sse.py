@@ -70,6 +70,7 @@ class EventStream:
         self._queue: collections.deque[bytes] = collections.deque()
         self._queued = 0
         self._paused = False
+        self._burst = False
         self.gone = False
         self._heartbeat: task.LoopingCall | None = None
         self._tab: tuple[int, str] | None = None
@@ -97,7 +98,7 @@ class EventStream:
             return
         self._queue.append(data)
         self._queued += len(data)
-        if self._queued > self.front.settings.sendBuffer:
+        if self._queued > self.front.settings.sendBuffer and not self._burst:
             self._log.warn(
                 "visitor {visitor} (SSE) cannot keep up ({bytes} bytes waiting); cutting it off",
                 visitor=self.visitor.visitorId if self.visitor else "?",
@@ -157,9 +158,13 @@ class EventStream:
         if self.gone:
             session.disconnect()
             return
-        self._write(frame(welcome))
-        for message in held:
-            self._write(frame(message))
+        self._burst = True  # the welcome and the backlog: queued, never cut
+        try:
+            self._write(frame(welcome))
+            for message in held:
+                self._write(frame(message))
+        finally:
+            self._burst = False
 
     def _beat(self) -> None:
         self._write(b": ping\n\n")

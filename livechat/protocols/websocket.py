@@ -101,6 +101,8 @@ class VisitorWebSocket(WebSocketServerProtocol):
         self._queue: collections.deque[bytes] = collections.deque()
         self._queued = 0
         self._paused = False
+        self._burst = False
+        """While the welcome and the backlog go out: queued, never cut."""
         self._gone = False
         self._errors = 0
         self._helloTimer: Any = None
@@ -146,7 +148,7 @@ class VisitorWebSocket(WebSocketServerProtocol):
             return
         self._queue.append(data)
         self._queued += len(data)
-        if self._queued > self.front.settings.sendBuffer:
+        if self._queued > self.front.settings.sendBuffer and not self._burst:
             self._log.warn(
                 "visitor {visitor} of licence {licence} cannot keep up "
                 "({bytes} bytes waiting); cutting the connection",
@@ -298,9 +300,15 @@ class VisitorWebSocket(WebSocketServerProtocol):
             # Closed while starting: let the session go now that it is whole.
             session.disconnect()
             return
-        self._send(welcome)
-        for message in held:
-            self._send(message)
+        # The backlog (bounded by the stored chats) goes out whatever its
+        # size; the limit is for a visitor that stays slow afterwards.
+        self._burst = True
+        try:
+            self._send(welcome)
+            for message in held:
+                self._send(message)
+        finally:
+            self._burst = False
 
     def _helloFailed(self, f: Any) -> None:
         self._log.failure("visitor hello on licence {licence}", f, licence=self.licence)
@@ -345,6 +353,7 @@ def makeFactory(front: Any) -> WebSocketServerFactory:
         autoPingTimeout=settings.pingTimeout,
         openHandshakeTimeout=10,
         closeHandshakeTimeout=5,
+        failByDrop=False,
     )
     if settings.deflate:
         options["perMessageCompressionAccept"] = _acceptDeflate

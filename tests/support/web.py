@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 import attr
+from autobahn.twisted.websocket import WebSocketClientProtocol
 from twisted.internet import defer, protocol, reactor
 from twisted.mail import smtp
 from twisted.web import resource
@@ -234,3 +235,152 @@ class SMTPReceiver:
         d.addTimeout(timeout, reactor)
         self._waiting.append(d)
         return d
+
+
+# -- WebSocket and SSE clients -------------------------------------------------------
+
+
+class _Waiters:
+    """Messages received, and Deferreds waiting for the next that matches."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self._mark = 0
+        self._waiting: list[tuple[Any, defer.Deferred[dict[str, Any]]]] = []
+
+    def _got(self, message: dict[str, Any]) -> None:
+        self.messages.append(message)
+        still = []
+        for predicate, d in self._waiting:
+            if not d.called and predicate(message):
+                self._mark = len(self.messages)
+                d.callback(message)
+            elif not d.called:
+                still.append((predicate, d))
+        self._waiting = still
+
+    def next(self, predicate: Any, timeout: float = 10.0) -> defer.Deferred[dict[str, Any]]:
+        """The first message after the last one waited for that matches."""
+        for index in range(self._mark, len(self.messages)):
+            if predicate(self.messages[index]):
+                self._mark = index + 1
+                return defer.succeed(self.messages[index])
+        d: defer.Deferred[dict[str, Any]] = defer.Deferred()
+        self._waiting.append((predicate, d))
+        d.addTimeout(timeout, reactor)
+        return d
+
+    def chatEvents(self, chatId: int) -> list[dict[str, Any]]:
+        return [
+            m
+            for m in self.messages
+            if m.get("type") == "chat.event" and m.get("chatId") == chatId and "sequence" in m
+        ]
+
+    def sequences(self, chatId: int) -> list[int]:
+        return [m["sequence"] for m in self.chatEvents(chatId)]
+
+
+class WSClient(WebSocketClientProtocol):
+    """A visitor's tab for tests: JSON in and out; C{ask()} waits for the answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inbox = _Waiters()
+        self.opened: defer.Deferred[WSClient] = defer.Deferred()
+        self.closed: defer.Deferred[tuple[Any, Any]] = defer.Deferred()
+        self._ids = 0
+        self.pings = 0
+        self._pinged: list[tuple[int, defer.Deferred[int]]] = []
+        self._answers: dict[str, defer.Deferred[dict[str, Any]]] = {}
+
+    def onOpen(self) -> None:
+        self.opened.callback(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        message = json.loads(payload)
+        waiting = self._answers.pop(str(message.get("id")), None)
+        self.inbox._got(message)
+        if waiting is not None and message.get("type") in ("reply", "error", "welcome"):
+            waiting.callback(message)
+
+    def onPing(self, payload: bytes) -> None:
+        self.pings += 1
+        super().onPing(payload)
+        waiting, self._pinged = self._pinged, []
+        for count, d in waiting:
+            if self.pings >= count:
+                d.callback(self.pings)
+            else:
+                self._pinged.append((count, d))
+
+    def pinged(self, count: int, timeout: float = 10.0) -> defer.Deferred[int]:
+        """Fires once the server has pinged this client C{count} times."""
+        if self.pings >= count:
+            return defer.succeed(self.pings)
+        d: defer.Deferred[int] = defer.Deferred()
+        d.addTimeout(timeout, reactor)
+        self._pinged.append((count, d))
+        return d
+
+    def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
+        if not self.opened.called:
+            self.opened.errback(ConnectionError(f"WebSocket not opened: {code} {reason}"))
+        if not self.closed.called:
+            self.closed.callback((code, reason))
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.sendMessage(json.dumps(message).encode())
+
+    def ask(
+        self, kind: str, timeout: float = 10.0, **fields: Any
+    ) -> defer.Deferred[dict[str, Any]]:
+        """Send a request; fire with its reply, error or welcome (waiting marks move not)."""
+        self._ids += 1
+        requestId = f"q{self._ids}"
+        d: defer.Deferred[dict[str, Any]] = defer.Deferred()
+        d.addTimeout(timeout, reactor)
+        self._answers[requestId] = d
+        self.send({"type": kind, "id": requestId, **fields})
+        return d
+
+    def next(self, predicate: Any, timeout: float = 10.0) -> defer.Deferred[dict[str, Any]]:
+        return self.inbox.next(predicate, timeout)
+
+
+def connectWS(
+    testcase: Any,
+    url: str,
+    origin: str | None,
+    protocol: Any = WSClient,
+    options: dict[str, Any] | None = None,
+) -> defer.Deferred[WSClient]:
+    """
+    Open a WebSocket on a real socket; fires with the client once the
+    handshake is done, or fails with the server's refusal.  Cut at the end
+    of the test.  C{options} go to the client factory's C{setProtocolOptions}.
+    """
+    from urllib.parse import urlsplit
+
+    from autobahn.twisted.websocket import WebSocketClientFactory
+    from twisted.internet.endpoints import TCP4ClientEndpoint
+
+    factory = WebSocketClientFactory(url, origin=origin)
+    factory.protocol = protocol
+    if options:
+        factory.setProtocolOptions(**options)
+    parts = urlsplit(url)
+    endpoint = TCP4ClientEndpoint(reactor, parts.hostname, parts.port)
+
+    def connected(client: WSClient) -> Any:
+        testcase.addCleanup(_cut, client)
+        return client.opened
+
+    return endpoint.connect(factory).addCallback(connected)
+
+
+def _cut(client: WSClient) -> Any:
+    if client.transport is not None and not client.closed.called:
+        client.transport.abortConnection()
+        return client.closed
+    return None
