@@ -67,6 +67,12 @@ TEXT_KEYS = (
     "decline",
     "close",
     "error",
+    "joined",
+    "left_chat",
+    "you",
+    "reconnecting",
+    "email_required",
+    "not_sent",
 )
 """The widget's texts a licence may change, per language."""
 

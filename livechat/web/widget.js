@@ -383,6 +383,7 @@
         root.setAttribute("data-position", c.position);
         if (c.css) { var s = el("style"); s.textContent = c.css; document.head.appendChild(s); }
         title.textContent = T.title;
+        launcher.textContent = T.launcher;
         render();
       }, function () {});
 

@@ -384,3 +384,90 @@ def _cut(client: WSClient) -> Any:
         client.transport.abortConnection()
         return client.closed
     return None
+
+
+class _SSEBody(protocol.Protocol):
+    def __init__(self, stream: SSEStream) -> None:
+        self.stream = stream
+        self.buffer = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\n\n" in self.buffer:
+            block, self.buffer = self.buffer.split(b"\n\n", 1)
+            self.stream._block(block.decode("utf-8"))
+
+    def connectionLost(self, reason: Any) -> None:
+        self.stream.endReason = reason
+        if not self.stream.ended.called:
+            self.stream.ended.callback(None)
+
+
+class SSEStream:
+    """A visitor's event stream for tests: C{next()} waits for a message."""
+
+    def __init__(self) -> None:
+        self.inbox = _Waiters()
+        self.comments: list[str] = []
+        self.fields: list[str] = []
+        self.ended: defer.Deferred[Any] = defer.Deferred()
+        self.body: _SSEBody | None = None
+        self.code = 0
+        self.headers: Any = None
+        self._comment: list[tuple[int, defer.Deferred[None]]] = []
+
+    def _block(self, block: str) -> None:
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                self.comments.append(line[1:].strip())
+                waiting, self._comment = self._comment, []
+                for count, d in waiting:
+                    if len(self.comments) >= count:
+                        d.callback(None)
+                    else:
+                        self._comment.append((count, d))
+            elif line.startswith("data: "):
+                self.inbox._got(json.loads(line[len("data: ") :]))
+            elif line:
+                self.fields.append(line)
+
+    def commented(self, count: int, timeout: float = 10.0) -> defer.Deferred[None]:
+        if len(self.comments) >= count:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        d.addTimeout(timeout, reactor)
+        self._comment.append((count, d))
+        return d
+
+    def next(self, predicate: Any, timeout: float = 10.0) -> defer.Deferred[dict[str, Any]]:
+        return self.inbox.next(predicate, timeout)
+
+    def cut(self) -> Any:
+        if self.body is not None and self.body.transport is not None and not self.ended.called:
+            self.body.transport.stopProducing()
+            return self.ended
+        return None
+
+
+@defer.inlineCallbacks
+def openSSE(testcase: Any, url: str, origin: str | None) -> Any:
+    """
+    GET an event stream; fires with an L{SSEStream} (its C{code} and, for a
+    refusal, the JSON body as C{refusal}).  Cut at the end of the test.
+    """
+    from twisted.web.client import Agent, HTTPConnectionPool, readBody
+    from twisted.web.http_headers import Headers
+
+    agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
+    headers = Headers({b"Origin": [origin.encode()]} if origin else {})
+    response = yield agent.request(b"GET", url.encode(), headers)
+    stream = SSEStream()
+    stream.code = response.code
+    stream.headers = response.headers
+    if response.code != 200:
+        stream.refusal = json.loads((yield readBody(response)))  # type: ignore[attr-defined]
+        return stream
+    stream.body = _SSEBody(stream)
+    response.deliverBody(stream.body)
+    testcase.addCleanup(stream.cut)
+    return stream
