@@ -45,16 +45,11 @@ var api = all[licence] = {
   /* a request (docs/events.md): a Promise of its result */
   call: function (req) {
     return new Promise(function (resolve, reject) {
-      if (mode == "ws") {
-        req.id = "r" + ++n;
-        pending[req.id] = [resolve, reject];
-        ready ? ws.send(S(req)) : outbox.push(req);
-        return;
-      }
-      var body = { licence: +licence, token: api.token, group: group, language: lang };
-      for (var k in req) body[k] = req[k];
-      post("call", body).then(function (m) { m.type == "reply" ? resolve(m.result) : reject(m); },
-        function () { reject({ code: "disconnected" }); });
+      var p = [resolve, reject, req];
+      if (mode != "ws") return viaPost(p);
+      req.id = "r" + ++n;
+      pending[req.id] = p;
+      ready ? ws.send(S(req)) : outbox.push(req);
     });
   },
   chat: function (id) { return get("chat:" + id) || { id: id, last: 0, events: [], read: 0 }; },
@@ -134,10 +129,17 @@ function drop() {
   if (ws) { ws.onclose = null; ws.close(); ws = null; }
   lost();
 }
+function viaPost(p) {
+  var body = { licence: +licence, token: api.token, group: group, language: lang };
+  for (var k in p[2]) body[k] = p[2][k];
+  post("call", body).then(function (m) { m.type == "reply" ? p[0](m.result) : p[1](m); },
+    function () { p[1]({ code: "disconnected" }); });
+}
 function lost() {
   ready = false;
-  for (var id in pending) pending[id][1]({ code: "disconnected" });
-  pending = {};
+  /* sent and unanswered: unknown, so refused; not yet sent: kept, or posted */
+  for (var id in pending) if (outbox.indexOf(pending[id][2]) < 0) { pending[id][1]({ code: "disconnected" }); delete pending[id]; }
+  if (mode != "ws") { outbox.forEach(function (r) { viaPost(pending[r.id]); }); outbox = []; pending = {}; }
   emit({ type: "connection" });
   clearTimeout(timer);
   timer = setTimeout(connect, backoff * (0.5 + Math.random()));
