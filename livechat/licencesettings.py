@@ -14,6 +14,7 @@ docs/web.md lists them all; a test keeps that list equal to L{SETTINGS}.
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
 import json
 import re
@@ -90,6 +91,7 @@ _HOST = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+@functools.lru_cache(maxsize=4096)
 def normalOrigin(origin: str) -> str:
     """
     C{scheme://host[:port]}, lower case, without a default port; a wildcard

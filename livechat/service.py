@@ -41,7 +41,7 @@ from livechat.model import AccountType, Licence, LicenceType, Operator
 from livechat.notify import EventsLogNotifier, FanoutNotifier
 from livechat.notify.webhooks import WebhookService, WebhookSettings
 from livechat.protocols.http import makePublicRoot, makeSite
-from livechat.protocols.web import makeWeb, mountWeb
+from livechat.protocols.web import makeWeb, mountWeb, tuneSite
 from livechat.storage import SqlStore
 
 
@@ -566,7 +566,7 @@ def makeService(
     web, webService = makeWeb(parts, reactor)
     webService.setServiceParent(root)
     mountWeb(publicRoot, web)
-    site = makeSite(publicRoot)
+    site = tuneSite(makeSite(publicRoot))
     ListenerService(
         "http",
         config["HTTP_LISTEN"],

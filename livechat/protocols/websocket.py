@@ -98,7 +98,8 @@ class VisitorWebSocket(WebSocketServerProtocol):
         self.client: Any = None
         self._starting = False
         self._held: list[dict[str, Any]] | None = None
-        self._queue: collections.deque[bytes] = collections.deque()
+        self._queue: collections.deque[bytes] | None = None
+        """Messages waiting while the transport is full (made when first needed)."""
         self._queued = 0
         self._paused = False
         self._burst = False
@@ -133,10 +134,12 @@ class VisitorWebSocket(WebSocketServerProtocol):
             data = self._queue.popleft()
             self._queued -= len(data)
             self.sendMessage(data)
+        if not self._queue:
+            self._queue = None
 
     def stopProducing(self) -> None:
         self._gone = True
-        self._queue.clear()
+        self._queue = None
         self._queued = 0
 
     def _send(self, message: dict[str, Any]) -> None:
@@ -146,6 +149,8 @@ class VisitorWebSocket(WebSocketServerProtocol):
         if not self._paused and not self._queue:
             self.sendMessage(data)
             return
+        if self._queue is None:
+            self._queue = collections.deque()
         self._queue.append(data)
         self._queued += len(data)
         if self._queued > self.front.settings.sendBuffer and not self._burst:
@@ -157,7 +162,7 @@ class VisitorWebSocket(WebSocketServerProtocol):
                 bytes=self._queued,
             )
             self._gone = True
-            self._queue.clear()
+            self._queue = None
             self._queued = 0
             self.transport.abortConnection()
 
@@ -203,7 +208,23 @@ class VisitorWebSocket(WebSocketServerProtocol):
 
         return d.addCallbacks(admitted, refused)
 
+    _HANDSHAKE = (
+        "http_headers",
+        "http_request_data",
+        "http_request_params",
+        "http_response_data",
+        "http_status_line",
+        "http_request_uri",
+        "http_request_host",
+        "_wskey",
+        "websocket_origin",
+    )
+    """What Autobahn keeps of the handshake and never reads again (~3 KiB a socket)."""
+
     def onOpen(self) -> None:
+        for name in self._HANDSHAKE:
+            if name in self.__dict__:
+                setattr(self, name, None)
         self.front.channels.add(self)
         self._helloTimer = self.front.clock.callLater(
             self.front.settings.helloTimeout, self._noHello
