@@ -208,9 +208,10 @@ def benchMonitor(seconds: int) -> dict[str, Any]:
     wrkScript(script)
     barePort = freePort()
     bare = Proc([sys.executable, os.path.join(HERE, "bare.py"), "web", str(barePort)])
-    bare.waitFor("web ready")
-    node, port = startNode(os.path.join(directory, "data"))
+    node = None
     try:
+        bare.waitFor("web ready")
+        node, port = startNode(os.path.join(directory, "data"))
         wrk(f"http://127.0.0.1:{port}", script, 3)  # the visitors' first visits (DB rows)
         wrk(f"http://127.0.0.1:{barePort}", script, 2)
         barely = wrk(f"http://127.0.0.1:{barePort}", script, seconds)
@@ -225,7 +226,8 @@ def benchMonitor(seconds: int) -> dict[str, Any]:
         print(json.dumps(result), flush=True)
         return result
     finally:
-        node.stop()
+        if node is not None:
+            node.stop()
         bare.stop()
 
 
@@ -277,11 +279,12 @@ def benchRelay(messages: int, window: int = 16, visitors: int = 8) -> dict[str, 
     directory = tempfile.mkdtemp()
     echoPort = freePort()
     echo = Proc([sys.executable, os.path.join(HERE, "bare.py"), "echo", str(echoPort)])
-    echo.waitFor("echo ready")
-    node, port = startNode(
-        os.path.join(directory, "data"), BENCH_AGENT="1", BENCH_EXPECT=str(messages)
-    )
+    node = None
     try:
+        echo.waitFor("echo ready")
+        node, port = startNode(
+            os.path.join(directory, "data"), BENCH_AGENT="1", BENCH_EXPECT=str(messages)
+        )
         run = Proc(
             [
                 sys.executable,
@@ -324,7 +327,8 @@ def benchRelay(messages: int, window: int = 16, visitors: int = 8) -> dict[str, 
         print(json.dumps(result), flush=True)
         return result
     finally:
-        node.stop()
+        if node is not None:
+            node.stop()
         echo.stop()
 
 

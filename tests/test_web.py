@@ -12,13 +12,16 @@ import json
 from typing import Any
 
 import attr
-from twisted.internet import defer
+from twisted.internet import defer, task
+from twisted.trial import unittest
+from twisted.web import resource, server
+from twisted.web.test.requesthelper import DummyRequest
 
 from livechat.protocols.web import WebFront
 from tests.support.core import isEvent, isType
 from tests.support.db import bothDialects
 from tests.support.http import request
-from tests.support.web import SECRET, WebMixin, getJSON, postJSON
+from tests.support.web import WebMixin, getJSON, postJSON
 
 SITE = "https://shop.example"
 
@@ -202,6 +205,27 @@ class WebResourceMixin(WebMixin):
         code, headers, body = yield self.monitor({"licence": 100}, **forwarded)
         self.assertEqual(code, 200)
         self.assertNotIn("Secure", headers.getRawHeaders("set-cookie")[0])
+
+    @defer.inlineCallbacks
+    def test_scriptLog(self) -> Any:
+        """With LOG_SCRIPT 1 each page view is a line of the seed's lc_script log."""
+        import os
+
+        from livechat.config import loadConfig
+        from livechat.logs import ChannelLogs
+
+        path = os.path.abspath(self.mktemp())
+        logs = ChannelLogs(self.clock)
+        logs.configure(
+            loadConfig(None, {"LC_LOG_PATH": path, "LOG_SCRIPT": "1", "LOG_NAME_SHORT": "1"})
+        )
+        self.addCleanup(logs.closeAll)
+        self.front.logs = logs
+        _, _, body = yield self.monitor({"licence": 100, "url": SITE + "/x"})
+        logs.closeAll()
+        with open(os.path.join(path, "lc_script.log"), encoding="utf-8") as f:
+            line = f.read()
+        self.assertIn(f"100 {body['visitorId']} 127.0.0.1 {SITE}/x", line)
 
     @defer.inlineCallbacks
     def test_invitationAndOpenChatInPageView(self) -> Any:
@@ -453,4 +477,45 @@ class WebResourceMixin(WebMixin):
 
 
 globals().update(bothDialects(WebResourceMixin, "WebResourceTests"))
-assert SECRET
+
+
+class SiteTuningTests(unittest.TestCase):
+    def test_quietAccessLog(self) -> None:
+        """The web side's requests stay out of the access log; others are logged."""
+        from livechat.protocols.web import tuneSite
+
+        site = server.Site(resource.Resource())
+        logged: list[bytes] = []
+        site.log = lambda request: logged.append(request.path)  # type: ignore[method-assign]
+        tuneSite(site)
+        for path in (b"/livesupport/monitor", b"/livechat.js", b"/ws", b"/health", b"/api/v1/x"):
+            request = DummyRequest(path.split(b"/")[1:])
+            request.path = path
+            site.log(request)  # type: ignore[arg-type]
+        self.assertEqual(logged, [b"/health", b"/api/v1/x"])
+
+    def test_reconfigure(self) -> None:
+        """SIGHUP: the live Web keys (rates, settings cache) change at once."""
+        from livechat.config import loadConfig
+        from livechat.licencesettings import SettingsCache
+        from livechat.protocols.web import WebService
+        from livechat.protocols.webpolicy import WebSettings
+
+        clock = task.Clock()
+        cache = SettingsCache(None, clock, 10)
+        front = WebFront(None, None, cache, WebSettings(), clock)  # type: ignore[arg-type]
+        config = loadConfig(
+            None,
+            {
+                "WEB_MESSAGE_RATE": "120",
+                "WEB_MESSAGE_BURST": "4",
+                "WEB_SETTINGS_CACHE": "3",
+                "WEB_ADDRESS_RATE": "60",
+                "WEB_CHAT_RATE": "3600",
+            },
+        )
+        WebService(front, None, config).reconfigure(config)
+        self.assertEqual((front.limits.messages.rate, front.limits.messages.burst), (2.0, 4))
+        self.assertEqual(front.limits.addresses.rate, 1.0)
+        self.assertEqual(front.limits.chats.rate, 1.0)
+        self.assertEqual(cache.ttl, 3)

@@ -161,6 +161,13 @@ class Mailer:
                 await sending
                 self._log.info("mail {subject!r} sent to {to}", subject=subject, to=", ".join(to))
                 return
+            except defer.CancelledError:
+                self._log.warn(
+                    "mail {subject!r} to {to} given up (shutting down)",
+                    subject=subject,
+                    to=", ".join(to),
+                )
+                raise
             except Exception as e:
                 if attempt == self.settings.attempts:
                     self._log.error(

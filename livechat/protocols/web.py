@@ -51,7 +51,7 @@ from livechat.protocols.webpolicy import (
     WebSettings,
     parseLicence,
 )
-from livechat.visitortoken import VisitorTokens, loadSecret
+from livechat.visitortoken import VisitorTokens, loadSecret, newVisitorId
 
 ASSETS = {
     # served path: (file in livechat/web, content type)
@@ -186,8 +186,6 @@ class WebFront:
         or not good; else L{WebRefused} (401).
         """
         assert self.tokens is not None, "the web service has not started"
-        from livechat.visitortoken import newVisitorId
-
         info = self.tokens.check(licence, token)
         if info is not None:
             if self.tokens.needsRenewal(info):

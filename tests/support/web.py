@@ -189,16 +189,41 @@ class _Delivery:
         return lambda: _Message(self.receiver, self.sender, recipients)
 
 
+class _ESMTP(smtp.ESMTP):
+    def connectionLost(self, reason: Any) -> None:
+        super().connectionLost(reason)
+        self.factory.gone(self)
+
+
 class _Factory(protocol.ServerFactory):
     def __init__(self, receiver: SMTPReceiver) -> None:
         self.receiver = receiver
+        self.open: set[Any] = set()
+        self._allGone: list[defer.Deferred[None]] = []
 
     def buildProtocol(self, addr: Any) -> Any:
-        p = smtp.ESMTP()
+        p = _ESMTP()
         p.factory = self
         p.host = b"test.example"
         p.delivery = _Delivery(self.receiver)
+        self.open.add(p)
         return p
+
+    def gone(self, p: Any) -> None:
+        self.open.discard(p)
+        if not self.open:
+            waiting, self._allGone = self._allGone, []
+            for d in waiting:
+                d.callback(None)
+
+    def closeAll(self) -> defer.Deferred[None]:
+        if not self.open:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._allGone.append(d)
+        for p in list(self.open):
+            p.transport.abortConnection()
+        return d
 
 
 class SMTPReceiver:
@@ -207,7 +232,9 @@ class SMTPReceiver:
     def __init__(self, testcase: Any) -> None:
         self.mails: list[ReceivedMail] = []
         self._waiting: list[defer.Deferred[ReceivedMail]] = []
-        self.port = reactor.listenTCP(0, _Factory(self), interface="127.0.0.1")
+        self.factory = _Factory(self)
+        self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
+        testcase.addCleanup(self.factory.closeAll)
         testcase.addCleanup(self.port.stopListening)
 
     @property
