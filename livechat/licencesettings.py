@@ -247,7 +247,7 @@ class Schedule:
         zone = self.zone
         now = self.isOpen(when)
         today = datetime.datetime.fromtimestamp(when, zone).date()
-        candidates = []
+        candidates: list[float] = []
         for offset in range(0, 9):
             day = today + datetime.timedelta(days=offset)
             for start, end in self.week[day.weekday()]:
@@ -263,9 +263,9 @@ class Schedule:
                     candidates.append(moment.timestamp())
             # a closed date flips at its midnights too
             candidates.append(datetime.datetime.combine(day, datetime.time(0, 0), zone).timestamp())
-        for moment in sorted(set(c for c in candidates if c > when)):
-            if self.isOpen(moment) != now:
-                return moment
+        for candidate in sorted(set(c for c in candidates if c > when)):
+            if self.isOpen(candidate) != now:
+                return candidate
         return None
 
     def toJSON(self) -> dict[str, Any]:

@@ -149,8 +149,12 @@ class Mailer:
         data = self.compose(recipients, subject, body, replyTo).as_bytes()
         d = defer.ensureDeferred(self._sendWithRetries(recipients, subject, data))
         self._inflight.add(d)
-        d.addBoth(lambda r: (self._inflight.discard(d), r)[1])
-        return d
+
+        def done(result: Any) -> Any:
+            self._inflight.discard(d)
+            return result
+
+        return d.addBoth(done)
 
     async def _sendWithRetries(self, to: list[str], subject: str, data: bytes) -> None:
         delay = self.settings.firstRetry

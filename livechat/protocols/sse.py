@@ -104,7 +104,7 @@ class EventStream:
                 visitor=self.visitor.visitorId if self.visitor else "?",
                 bytes=self._queued,
             )
-            transport = self.request.channel.transport if self.request.channel else None
+            transport: Any = self.request.channel.transport if self.request.channel else None
             self._end()
             if transport is not None:
                 transport.abortConnection()
@@ -213,7 +213,7 @@ class EventStreamResource(resource.Resource):
         request.notifyFinish().addBoth(lambda _: stream._end())
 
         async def open_() -> None:
-            args = request.args
+            args: dict[bytes, list[bytes]] = request.args or {}
 
             def arg(name: bytes) -> str:
                 return (args.get(name) or [b""])[0].decode("utf-8", "replace")

@@ -300,6 +300,7 @@ class _AsyncJSON(resource.Resource):
     def readBody(self, request: server.Request) -> Any:
         limit = self.front.settings.maxMessageBytes
         content = request.content
+        assert content is not None
         content.seek(0, 2)
         size = content.tell()
         content.seek(0)
@@ -412,7 +413,7 @@ class ConfigResource(_AsyncJSON):
 
     async def _config(self, request: server.Request) -> tuple[int, Any]:
         front = self.front
-        args = request.args
+        args: dict[bytes, list[bytes]] = request.args or {}
         licence = parseLicence((args.get(b"licence") or [b""])[0])
         lang = _language((args.get(b"lang") or [b"en"])[0].decode("ascii", "replace"))
         client = front.clientOf(request)
@@ -513,7 +514,7 @@ class TestPage(resource.Resource):
 
     def render_GET(self, request: server.Request) -> bytes:
         front = self.front
-        args = request.args
+        args: dict[bytes, list[bytes]] = request.args or {}
         lang = (args.get(b"lang") or [b""])[0].decode("ascii", "replace")
         if lang not in LANGUAGES:
             accepted = header(request, "accept-language") or ""
@@ -551,7 +552,7 @@ class WebService(service.Service):
     in a thread), and the demo licence's allow-list (its own pages).
     """
 
-    name = "web"
+    name = "web"  # type: ignore[assignment]
     _log = Logger()
 
     def __init__(self, front: WebFront, store: Any, config: Any, mailer: Any = None) -> None:
@@ -665,7 +666,7 @@ def tuneSite(site: server.Site, prefixes: tuple[bytes, ...] = QUIET_PATHS) -> se
         if not request.path.startswith(prefixes):
             log(request)
 
-    site.log = quiet  # type: ignore[method-assign]
+    site.log = quiet  # type: ignore[method-assign,assignment]
     site.requestFactory = _WebRequest
     return site
 

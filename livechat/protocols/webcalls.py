@@ -125,7 +125,7 @@ class VisitorCalls:
             ):
                 requestId = None
                 raise CoreError("bad_request", f"id is text of at most {MAX_ID} characters")
-            handler = self._handlers.get(request.get("type"))
+            handler = self._handlers.get(str(request.get("type")))
             if handler is None:
                 raise CoreError(
                     "bad_request", f"unknown request type; known: {', '.join(self.types)}"
@@ -179,7 +179,7 @@ class VisitorCalls:
         state = r.get("state")
         if state not in ChatState.__members__:
             raise CoreError("bad_request", f"state is one of {', '.join(ChatState.__members__)}")
-        await session.chatState(chatId, ChatState(state))
+        await session.chatState(chatId, ChatState(str(state)))
         return {}
 
     async def _read(

@@ -117,7 +117,7 @@ class VisitorWebSocket(WebSocketServerProtocol):
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        transport = self.transport
+        transport: Any = self.transport
         # twisted.web's channel was the transport's producer until the upgrade.
         try:
             transport.unregisterProducer()
@@ -142,7 +142,7 @@ class VisitorWebSocket(WebSocketServerProtocol):
         self._queue = None
         self._queued = 0
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def _push(self, message: dict[str, Any]) -> None:
         if self._gone or self.state != WebSocketServerProtocol.STATE_OPEN:
             return
         data = encode(message)
@@ -164,7 +164,8 @@ class VisitorWebSocket(WebSocketServerProtocol):
             self._gone = True
             self._queue = None
             self._queued = 0
-            self.transport.abortConnection()
+            transport: Any = self.transport
+            transport.abortConnection()
 
     # -- IChannel ---------------------------------------------------------------------
 
@@ -172,7 +173,7 @@ class VisitorWebSocket(WebSocketServerProtocol):
         if self._held is not None:
             self._held.append(message)
             return
-        self._send(message)
+        self._push(message)
 
     def close(self, reason: str) -> None:
         if self.state == WebSocketServerProtocol.STATE_OPEN:
@@ -186,7 +187,8 @@ class VisitorWebSocket(WebSocketServerProtocol):
             licence = parseLicence((request.params.get("licence") or [""])[0])
         except WebRefused as e:
             raise ConnectionDeny(e.status, e.message) from None
-        peer = getattr(self.transport.getPeer(), "host", "") or ""
+        transport: Any = self.transport
+        peer = getattr(transport.getPeer(), "host", "") or ""
         secure = ISSLTransport.providedBy(self.transport)
         headers = request.headers
         client = front.proxies.client(peer, secure, lambda name: headers.get(name))
@@ -261,11 +263,11 @@ class VisitorWebSocket(WebSocketServerProtocol):
             return
         assert self.visitor is not None
         d = defer.ensureDeferred(self.front.calls.call(self.session, self.visitor, request))
-        d.addCallback(self._send)
+        d.addCallback(self._push)
 
     def _protocolError(self, requestId: Any, message: str) -> None:
         self._errors += 1
-        self._send(
+        self._push(
             error(requestId if isinstance(requestId, (str, int)) else None, "bad_request", message)
         )
         if self._errors >= MAX_ERRORS:
@@ -282,16 +284,16 @@ class VisitorWebSocket(WebSocketServerProtocol):
             resume = parseResume(request.get("resume"))
             group = _group(request.get("group"))
         except WebRefused as e:
-            self._send(error(requestId, e.code, e.message))
+            self._push(error(requestId, e.code, e.message))
             self.sendClose(CLOSE_UNAUTHORIZED if e.status == 401 else CLOSE_PROTOCOL, e.code)
             return
         except CoreError as e:
-            self._send(error(requestId, e.code, e.message))
+            self._push(error(requestId, e.code, e.message))
             self.sendClose(CLOSE_PROTOCOL, e.code)
             return
         key = (self.licence, visitorId)
         if front.tabs[key] >= front.settings.maxTabs:
-            self._send(error(requestId, "too_many_tabs", "too many open tabs"))
+            self._push(error(requestId, "too_many_tabs", "too many open tabs"))
             self.sendClose(CLOSE_TOO_MANY_TABS, "too many tabs")
             return
         if self._gone or self.state != WebSocketServerProtocol.STATE_OPEN:
@@ -325,15 +327,15 @@ class VisitorWebSocket(WebSocketServerProtocol):
         # size; the limit is for a visitor that stays slow afterwards.
         self._burst = True
         try:
-            self._send(welcome)
+            self._push(welcome)
             for message in held:
-                self._send(message)
+                self._push(message)
         finally:
             self._burst = False
 
     def _helloFailed(self, f: Any) -> None:
         self._log.failure("visitor hello on licence {licence}", f, licence=self.licence)
-        self._send(error(None, "internal", "the server could not start your session"))
+        self._push(error(None, "internal", "the server could not start your session"))
         self.sendClose(CLOSE_SERVER, "internal error")
 
     def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
@@ -365,7 +367,7 @@ def makeFactory(front: Any) -> WebSocketServerFactory:
     settings = front.settings
     factory = WebSocketServerFactory()
     factory.protocol = VisitorWebSocket
-    factory.front = front
+    factory.front = front  # type: ignore[attr-defined]
     factory.noisy = False
     options: dict[str, Any] = dict(
         maxFramePayloadSize=settings.maxMessageBytes,
