@@ -178,10 +178,50 @@ class BrowserWidgetMixin(WebMixin):
         yield page.click(".ls-compose .ls-end")
         yield achan.next(isEvent("CloseEvent", chatId))
         yield page.waitForSelector(".ls-ended .ls-new")
+        yield page.fill(".ls-transcript input[name=email]", "vera@example.com")
+        yield page.click(".ls-transcript .ls-transcript-send")
+        yield page.waitForSelector(".ls-notice:has-text('The transcript is on its way')")
+        to, mail = yield self.mail.next()
+        self.assertEqual(to, ["vera@example.com"])
+        self.assertIn("Vera: My parcel is late", mail.get_content())
+        self.assertIn("Anna: Found it", mail.get_content())
         yield page.screenshot("ended")
         yield page.click(".ls-ended .ls-new")
         yield page.waitForSelector(".ls-panel .ls-prechat")
         self.assertEqual((yield page.count(f"{LOG} .ls-message")), 0)
+        page.assertNoErrors()
+
+    @defer.inlineCallbacks
+    def test_queuedWhenNobodyOnline(self) -> Any:
+        """
+        Within office hours with no operator online the widget says so and
+        still takes the request: the chat waits first in the queue, and goes
+        to the first operator who comes online.  The panel works from the
+        keyboard: Escape closes it and gives the focus back to the button.
+        """
+        site = yield self.site()
+        browser = yield Browser.launch(self)
+        page = yield browser.newPage(viewport={"width": 900, "height": 700})
+        yield page.goto(site)
+        yield page.click(".ls-launcher")
+        yield page.waitForSelector(".ls-notice:has-text('Nobody is available right now')")
+        self.assertTrue((yield page.isVisible(".ls-prechat .ls-leave-link")))
+        self.assertEqual((yield page.getAttribute(".ls-launcher", "aria-expanded")), "true")
+        yield page.fill(".ls-prechat textarea", "Is anybody there?")
+        yield page.press(".ls-prechat textarea", "Tab")
+        yield page.click(".ls-prechat .ls-start")
+        yield page.waitForSelector(".ls-notice:has-text('You are number 1 in the queue')")
+        yield page.screenshot("queued")
+        op = yield self.operator(nick="anna")
+        agent, achan = yield self.connectOperator(op)
+        offered = yield achan.next(isType("chat.offered"))
+        self.assertEqual(offered["firstMessage"], "Is anybody there?")
+        yield agent.accept(offered["chatId"])
+        yield page.waitForSelector(f"{LOG} .ls-event:has-text('Anna joined')")
+        yield page.press(".ls-compose textarea", "Escape")
+        yield page.waitForSelector(".ls-panel", state="hidden")
+        self.assertEqual((yield page.evaluate("document.activeElement.className")), "ls-launcher")
+        self.assertEqual((yield page.getAttribute(".ls-launcher", "aria-expanded")), "false")
         page.assertNoErrors()
 
     @defer.inlineCallbacks

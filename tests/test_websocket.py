@@ -161,6 +161,21 @@ class MemoryWebSocketMixin(WebMixin):
         self.assertEqual(offered["name"], "Vera")
 
     @defer.inlineCallbacks
+    def test_invitationDeclined(self) -> Any:
+        """Declining an invitation opens no chat; the agents are told."""
+        op = yield self.operator(nick="anna")
+        agent, achan = yield self.connectOperator(op)
+        tab, _ = yield self.open((yield self.visitorToken()))
+        yield agent.inviteVisitor("visitor-0001", "Need help?")
+        yield tab.next(isType("invitation"))
+        self.assertEqual(
+            reply((yield tab.ask("invitation.answer", accept=False))), {"chatId": None}
+        )
+        answered = yield achan.next(isType("invitation.answered"))
+        self.assertFalse(answered["accepted"])
+        self.assertEqual((yield self.store.forLicence(100).chatsOfVisitor("visitor-0001")), [])
+
+    @defer.inlineCallbacks
     def test_errors(self) -> Any:
         """
         Requests before hello, unknown types and bad fields get error
