@@ -27,7 +27,7 @@ from tests.support.core import isEvent, isType
 from tests.support.web import SMTPReceiver, WebMixin
 
 PAGE = """<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
-<link rel="icon" href="data:,"><title>{title}</title></head>
+<link rel="icon" href="data:,"><title>{title}</title>{style}</head>
 <body><h1>{title}</h1><p>A page of the site.</p><a id="next" href="/page2">next</a>
 <script src="{server}livechat.js" data-licence="100"{extra} async></script></body></html>"""
 
@@ -37,15 +37,15 @@ class SitePages(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, server: str, extra: str = "", lang: str = "en") -> None:
+    def __init__(self, server: str, extra: str = "", lang: str = "en", style: str = "") -> None:
         super().__init__()
-        self.server, self.extra, self.lang = server, extra, lang
+        self.server, self.extra, self.lang, self.style = server, extra, lang, style
 
     def render_GET(self, request: server.Request) -> bytes:
         title = "Page " + request.path.decode().strip("/").replace("page", "") or "Home"
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         return PAGE.format(
-            server=self.server, title=title, extra=self.extra, lang=self.lang
+            server=self.server, title=title, extra=self.extra, lang=self.lang, style=self.style
         ).encode()
 
 
@@ -73,10 +73,10 @@ class BrowserWidgetMixin(WebMixin):
         return serveSite(self, makeSite(root))
 
     @defer.inlineCallbacks
-    def site(self, extra: str = "", allowed: bool = True, lang: str = "en") -> Any:
+    def site(self, extra: str = "", allowed: bool = True, lang: str = "en", style: str = "") -> Any:
         """The web on one port, the site on another; the site's origin allowed."""
         self.server = self.serveWeb(getattr(self, "blockWebSocket", False))
-        site = serveSite(self, server.Site(SitePages(self.server, extra, lang)))
+        site = serveSite(self, server.Site(SitePages(self.server, extra, lang, style)))
         if allowed:
             yield self.allow(100, site.rstrip("/"))
         else:
@@ -222,6 +222,49 @@ class BrowserWidgetMixin(WebMixin):
         yield page.waitForSelector(".ls-panel", state="hidden")
         self.assertEqual((yield page.evaluate("document.activeElement.className")), "ls-launcher")
         self.assertEqual((yield page.getAttribute(".ls-launcher", "aria-expanded")), "false")
+        page.assertNoErrors()
+
+    @defer.inlineCallbacks
+    def test_lookAndSiteCSS(self) -> Any:
+        """
+        The licence's colours, texts and custom CSS show; the site's own rules
+        prefixed div.ls-LiveSupportRoot[class*=ls-LiveSupport] win over the
+        widget's.
+        """
+        yield self.licence()
+        yield self.setting(100, "widget.color", "#0a7d32")
+        yield self.setting(100, "widget.texts.en", {"title": "Talk to Acme", "launcher": "Help"})
+        yield self.setting(
+            100, "widget.css", ".ls-LiveSupportRoot .ls-notice { color: rgb(1, 2, 3) }"
+        )
+        site = yield self.site(
+            style="<style>div.ls-LiveSupportRoot[class*=ls-LiveSupport] .ls-title "
+            "{ font-size: 30px }</style>"
+        )
+        browser = yield Browser.launch(self)
+        page = yield browser.newPage(viewport={"width": 900, "height": 700})
+        yield page.goto(site)
+        yield page.click(".ls-launcher")
+        yield page.waitForSelector(".ls-title:has-text('Talk to Acme')")
+        yield page.waitForSelector(".ls-launcher:has-text('Help')")
+        style = yield page.evaluate(
+            """() => ({
+              header: getComputedStyle(document.querySelector('.ls-header')).backgroundColor,
+              title: getComputedStyle(document.querySelector('.ls-title')).fontSize,
+              notice: getComputedStyle(document.querySelector('.ls-notice')).color,
+              launcher: getComputedStyle(document.querySelector('.ls-launcher')).backgroundColor,
+            })"""
+        )
+        self.assertEqual(
+            style,
+            {
+                "header": "rgb(10, 125, 50)",
+                "title": "30px",
+                "notice": "rgb(1, 2, 3)",
+                "launcher": "rgb(10, 125, 50)",
+            },
+        )
+        yield page.screenshot("look")
         page.assertNoErrors()
 
     @defer.inlineCallbacks
