@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from twisted.internet import defer, task
 
+from livechat import webadmin
 from livechat.auth import PasswordHasher, generatePassword
 from livechat.config import KEYS, ConfigError, loadConfig
 from livechat.licencefile import LANGUAGES, parseDate
@@ -123,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list-licences", help="list the licences")
     lo = sub.add_parser("list-operators", help="list the operators of a licence")
     lo.add_argument("licence", type=int)
+    webadmin.addCommands(sub)
     return p
 
 
@@ -450,6 +452,7 @@ _COMMANDS = {
     "set-password": _setPassword,
     "list-licences": _listLicences,
     "list-operators": _listOperators,
+    **webadmin.COMMANDS,
 }
 
 

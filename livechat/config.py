@@ -214,6 +214,19 @@ def _path(value: str) -> str:
     return os.path.expanduser(value) if value else ""
 
 
+def _networks(value: str) -> tuple[str, ...]:
+    """Addresses or networks (CIDR), separated by commas or spaces."""
+    found = []
+    for item in re.split(r"[\s,]+", value.strip()):
+        if not item:
+            continue
+        try:
+            found.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise BadValue(f"expected IP addresses or networks, got {item!r}") from None
+    return tuple(found)
+
+
 # -- the keys ---------------------------------------------------------------
 
 
@@ -457,6 +470,126 @@ def _keys() -> Iterator[Key]:
     yield Key("SMTP_PASSWORD", _string, "", "SMTP password.", secret=True, section=s)
     yield Key("SMTP_FROM", _email, "livechat@localhost", "Sender address of mail.", section=s)
     yield Key("SMTP_STARTTLS", _boolean, "0", "Require STARTTLS (0/1).", section=s)
+
+    s = "Web: monitoring code, widget, WebSocket and SSE"
+    yield Key(
+        "TRUSTED_PROXIES",
+        _networks,
+        "",
+        "Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For, "
+        "-Proto and -Host headers are believed. Empty: none; the peer is the visitor.",
+        section=s,
+    )
+    yield Key(
+        "WEB_MAX_MESSAGE_BYTES",
+        _integer(1024, 1048576),
+        "32768",
+        "Largest request a visitor may send, in bytes: one WebSocket message or one "
+        "HTTP POST body. Larger ones are refused.",
+        section=s,
+    )
+    yield Key(
+        "WEB_SEND_BUFFER",
+        _integer(4096, 16777216),
+        "262144",
+        "Bytes queued to one visitor connection that cannot keep up; beyond it the "
+        "connection is cut (it resumes when it reconnects).",
+        section=s,
+    )
+    yield Key(
+        "WEB_PING_INTERVAL",
+        _integer(5, 600),
+        "25",
+        "Seconds between heartbeats on an idle WebSocket or SSE stream.",
+        section=s,
+    )
+    yield Key(
+        "WEB_PING_TIMEOUT",
+        _integer(2, 600),
+        "20",
+        "Seconds a WebSocket may take to answer a heartbeat before it is closed.",
+        section=s,
+    )
+    yield Key(
+        "WEB_DEFLATE",
+        _boolean,
+        "0",
+        "Accept permessage-deflate on WebSockets (0/1); off saves memory per connection.",
+        section=s,
+    )
+    yield Key(
+        "WEB_MAX_TABS",
+        _integer(1, 1000),
+        "20",
+        "Connections (tabs) one visitor may hold open on a node.",
+        section=s,
+    )
+    yield Key(
+        "WEB_MESSAGE_RATE",
+        _integer(1, 100000),
+        "20",
+        "Chat messages a visitor may send per minute on average (per node).",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "WEB_MESSAGE_BURST",
+        _integer(1, 100000),
+        "10",
+        "Chat messages a visitor may send at once above WEB_MESSAGE_RATE.",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "WEB_CHAT_RATE",
+        _integer(1, 100000),
+        "6",
+        "Chat requests, left messages and transcript mails a visitor may ask "
+        "for per hour on average (per node).",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "WEB_CHAT_BURST",
+        _integer(1, 100000),
+        "3",
+        "Chat requests, left messages and transcript mails at once above WEB_CHAT_RATE.",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "WEB_ADDRESS_RATE",
+        _integer(1, 10000000),
+        "600",
+        "Requests (page views, chat requests, messages) one address may make per "
+        "minute on average (per node).",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "WEB_ADDRESS_BURST",
+        _integer(1, 10000000),
+        "300",
+        "Requests one address may make at once above WEB_ADDRESS_RATE.",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "WEB_TOKEN_DAYS",
+        _integer(1, 3650),
+        "365",
+        "Days a visitor token (the widget's cookie) stays valid; it is renewed on visits.",
+        section=s,
+    )
+    yield Key(
+        "WEB_SETTINGS_CACHE",
+        _integer(0, 3600),
+        "10",
+        "Seconds a node keeps a licence's web settings (origins, bans, office "
+        "hours, widget look) before reading them again.",
+        live=True,
+        section=s,
+    )
 
     s = "RPC webhooks (the seed's EVENT_* parameters)"
     for event in EVENT_NAMES:

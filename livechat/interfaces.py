@@ -280,6 +280,30 @@ class ILicenceStore(Interface):
         @return: Deferred firing with the L{livechat.model.VisitorRecord}.
         """
 
+    def leaveMessage(**fields):
+        """
+        Store a message a visitor left while nobody took chats (fields as
+        L{livechat.storage.offline.OfflineMessage} without id and times).
+
+        @return: Deferred firing with the stored OfflineMessage.
+        """
+
+    def offlineMessages(pending_only=True, limit=50):
+        """
+        @return: Deferred firing with the newest C{limit} left messages (only
+            those no operator handled yet, with C{pending_only}), oldest first.
+        """
+
+    def markOfflineMailed(message_id):
+        """@return: Deferred firing with C{None} once the message is noted as mailed."""
+
+    def markOfflineHandled(message_ids, operator):
+        """
+        Mark left messages handled by C{operator} (internal id).
+
+        @return: Deferred firing with the ids that were pending until now.
+        """
+
 
 class IChannel(Interface):
     """

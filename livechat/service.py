@@ -41,6 +41,7 @@ from livechat.model import AccountType, Licence, LicenceType, Operator
 from livechat.notify import EventsLogNotifier, FanoutNotifier
 from livechat.notify.webhooks import WebhookService, WebhookSettings
 from livechat.protocols.http import makePublicRoot, makeSite
+from livechat.protocols.web import makeWeb, mountWeb, tuneSite
 from livechat.storage import SqlStore
 
 
@@ -562,7 +563,10 @@ def makeService(
     parts.webhooks.setServiceParent(root)
     publicRoot = makePublicRoot(parts.store.health, reactor)
     publicRoot.putChild(b"api", makeApiRoot(parts))
-    site = makeSite(publicRoot)
+    web, webService = makeWeb(parts, reactor)
+    webService.setServiceParent(root)
+    mountWeb(publicRoot, web)
+    site = tuneSite(makeSite(publicRoot))
     ListenerService(
         "http",
         config["HTTP_LISTEN"],

@@ -291,6 +291,8 @@ class OperatorSession(_Session):
         self.teamChatId = team.id
         backlog = max(0, team.last_seq - self.core.settings.teamBacklog)
         await self.watch(team.id, resume.get(team.id, backlog))
+        for hook in self.core.operatorStartHooks:
+            await hook(self)
 
     # -- presence ----------------------------------------------------------------
 
@@ -550,6 +552,8 @@ class Core:
         self._inflight: set[defer.Deferred[Any]] = set()
         self.storedListeners: list[Callable[[int, list[StoredEvent]], None]] = []
         """Called with (licence, events) after chat events are committed (webhooks)."""
+        self.operatorStartHooks: list[Callable[[OperatorSession], Awaitable[None]]] = []
+        """Awaited with each operator session at the end of its start (left messages)."""
 
     # -- life ---------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from zope.interface import implementer
 
 from livechat.interfaces import ILicenceStore, IStore
 from livechat.model import AccountType, Chat, ChatStatus, Group, Licence, Operator, VisitorRecord
-from livechat.storage import accounts, chats, migrations, settings, subscriptions
+from livechat.storage import accounts, chats, migrations, offline, settings, subscriptions
 from livechat.storage.chats import DomainEvent, EventDraft, StoredEvent
 from livechat.storage.database import GLOBAL, LICENCE, Database
 from livechat.storage.errors import Conflict, NotFound
@@ -388,6 +388,30 @@ class SqlLicenceStore:
             _nowMS(self._clock),
             new_visit,
             identity,
+        )
+
+    # -- messages left while closed ------------------------------------------------
+
+    def leaveMessage(self, **fields: Any) -> defer.Deferred[offline.OfflineMessage]:
+        return self._run("leave message", offline.leaveMessage_txn, fields, _nowMS(self._clock))
+
+    def offlineMessages(
+        self, pending_only: bool = True, limit: int = 50
+    ) -> defer.Deferred[list[offline.OfflineMessage]]:
+        return self._run("offline messages", offline.messages_txn, pending_only, limit)
+
+    def markOfflineMailed(self, message_id: int) -> defer.Deferred[None]:
+        return self._run(
+            "offline message mailed", offline.markMailed_txn, message_id, _nowMS(self._clock)
+        )
+
+    def markOfflineHandled(self, message_ids: Any, operator: int) -> defer.Deferred[list[int]]:
+        return self._run(
+            "offline messages handled",
+            offline.markHandled_txn,
+            list(message_ids),
+            operator,
+            _nowMS(self._clock),
         )
 
 

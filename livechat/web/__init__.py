@@ -1,0 +1,1 @@
+"""Static files of the web side: the loader, the widget, the test pages."""
