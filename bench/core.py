@@ -180,7 +180,7 @@ class Bench:
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(
             f"core bench: {args.chats} chats, window {args.window}, {args.operators} operators, "
-            f"{store.dialect if hasattr(store, 'dialect') else url.split(':')[0]}"
+            f"{store.dialect}"
         )
         print(
             f"  stored+acked: {self.acked / elapsed:,.0f} msgs/s ({self.acked} in {elapsed:.1f} s)"
@@ -201,7 +201,6 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
-    from twisted.internet import reactor
 
     def run(reactor: Any) -> defer.Deferred[None]:
         return defer.ensureDeferred(Bench(reactor, args).run())
