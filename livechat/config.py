@@ -334,7 +334,9 @@ def _keys() -> Iterator[Key]:
         "SESSION_SECRET",
         _string,
         "",
-        "Secret that signs sessions and visitor tokens; at least 32 random characters.",
+        "Secret that keys browser sessions and signs visitor tokens: at least 32 random "
+        "characters, the same on every node. Empty: a random one made at the first start and "
+        "kept in the database. A short or well-known value stops the server (see DEV_MODE).",
         secret=True,
         section=s,
     )
@@ -368,6 +370,74 @@ def _keys() -> Iterator[Key]:
         "900",
         "Seconds over which failed logins are counted.",
         live=True,
+        section=s,
+    )
+    yield Key(
+        "DEV_MODE",
+        _boolean,
+        "0",
+        "Development mode (0/1): an empty or weak SESSION_SECRET is replaced by a random "
+        "one per process (sessions end at a restart), with a loud warning. Never in production.",
+        section=s,
+    )
+
+    s = "Browser sessions: the web agent and the control panel"
+    yield Key(
+        "SESSION_IDLE_TIMEOUT",
+        _integer(60, 2592000),
+        "7200",
+        "Seconds without any request after which a browser session ends.",
+        section=s,
+    )
+    yield Key(
+        "SESSION_MAX_AGE",
+        _integer(300, 7776000),
+        "86400",
+        "Seconds after its login at which a browser session ends, however busy.",
+        section=s,
+    )
+    yield Key(
+        "SESSION_MAX_PER_OPERATOR",
+        _integer(1, 1000),
+        "20",
+        "Browser sessions an operator may hold at once; a new login ends the oldest beyond it.",
+        section=s,
+    )
+    yield Key(
+        "SESSION_CHECK_INTERVAL",
+        _integer(5, 3600),
+        "60",
+        "Seconds between checks that the session of an open agent WebSocket still holds "
+        "(a logout on another node or a disabled operator closes it within this time).",
+        section=s,
+    )
+    yield Key(
+        "AGENT_MAX_MESSAGE_BYTES",
+        _integer(1024, 1048576),
+        "65536",
+        "Largest message the web agent may send over its WebSocket, or body of a POST, in bytes.",
+        section=s,
+    )
+    yield Key(
+        "AGENT_SEND_BUFFER",
+        _integer(65536, 67108864),
+        "4194304",
+        "Bytes queued to one agent WebSocket that cannot keep up; beyond it the connection "
+        "is cut (the agent reconnects and resumes).",
+        section=s,
+    )
+    yield Key(
+        "CANNED_MAX_PER_LICENCE",
+        _integer(1, 100000),
+        "1000",
+        "Canned responses a licence may keep (its own and its operators' together).",
+        section=s,
+    )
+    yield Key(
+        "CANNED_MAX_LENGTH",
+        _integer(1, 100000),
+        "2000",
+        "Longest canned response, in characters.",
         section=s,
     )
 
