@@ -180,6 +180,16 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _public_url(value: str) -> str:
+    """An http(s) URL without query or fragment, or empty."""
+    if not value:
+        return ""
+    parts = urlsplit(_http_url(value))
+    if parts.query or parts.fragment:
+        raise BadValue(f"a base URL has no query or fragment, got {value!r}")
+    return value
+
+
 def _ip_address(value: str) -> str:
     if not value:
         return ""
@@ -799,6 +809,33 @@ def _keys() -> Iterator[Key]:
         _integer(1024, 64 * 1048576),
         "1048576",
         "Largest REST API request body, in bytes; a larger one is refused with 413.",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "API_MAX_KEYS",
+        _integer(1, 10000),
+        "50",
+        "API keys a licence may have at once (revoked ones do not count).",
+        live=True,
+        section=s,
+    )
+
+    s = "Control panel"
+    yield Key(
+        "PUBLIC_URL",
+        _public_url,
+        "",
+        "Where browsers reach the public port (https://chat.example.com/), for the "
+        "embed snippet the panel shows. Empty: the address of HTTP_LISTEN.",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "REPORT_MAX_DAYS",
+        _integer(1, 3660),
+        "366",
+        "Most days one report of the panel (or of /api/v1/reports) may cover.",
         live=True,
         section=s,
     )
