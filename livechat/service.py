@@ -43,6 +43,7 @@ from livechat.notify.webhooks import WebhookService, WebhookSettings
 from livechat.protocols.http import makePublicRoot, makeSite
 from livechat.protocols.web import makeWeb, mountWeb, tuneSite
 from livechat.storage import SqlStore
+from livechat.websession import SessionService, checkSessionSecret
 
 
 class AsyncMultiService(service.MultiService):
@@ -297,6 +298,7 @@ class Parts:
     portal: Any
     core: Core
     webhooks: WebhookService | None = None
+    sessions: SessionService | None = None
 
 
 class LivechatService(AsyncMultiService):
@@ -551,11 +553,14 @@ def makeService(
     """
     if reactor is None:
         raise TypeError("makeService needs the reactor (the plugin and .tac pass it)")
+    checkSessionSecret(config)
     parts = makeParts(config, reactor, store=store, hasher=hasher)
     root = LivechatService(
         parts, installSignalHandlers=installSignalHandlers, exitOnFatal=exitOnFatal
     )
     StoreService(config, parts.store, parts.hasher, reactor).setServiceParent(root)
+    parts.sessions = SessionService(parts.store, config, reactor, parts.portal)
+    parts.sessions.setServiceParent(root)
     if isinstance(parts.core.bus, service.Service):
         parts.core.bus.setServiceParent(root)
     CoreService(parts.core).setServiceParent(root)
