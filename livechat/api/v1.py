@@ -89,6 +89,8 @@ def route(
 
 
 def _idSchema(name: str) -> dict[str, Any]:
+    if not (name.endswith("Id") or name == "number"):
+        return {"type": "string", "minLength": 1, "maxLength": 64}
     return {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 
 
@@ -1702,3 +1704,7 @@ def makeResource(parts: Any) -> ApiResource:
     api.services["hooks"] = HookStore(parts.store.db, parts.reactor)
     api.services["connector"] = ConnectorHandler(parts.core)
     return api
+
+
+# The routes of the licence's settings and reports (they register in ROUTES on import).
+from livechat.api import v1admin  # noqa: E402, F401
