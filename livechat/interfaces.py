@@ -338,6 +338,30 @@ class ILicenceStore(Interface):
         @return: Deferred firing with the ids that were pending until now.
         """
 
+    def cannedResponses(operator):
+        """
+        @return: Deferred firing with the licence's canned responses and
+            C{operator}'s own (L{livechat.storage.canned.CannedResponse}), by shortcut.
+        """
+
+    def createCanned(owner, shortcut, text, maxPerLicence):
+        """
+        Add a canned response of C{owner} (an operator id, or C{None}: the
+        licence's).
+
+        @return: Deferred firing with it, or failing with
+            L{livechat.storage.canned.TooMany} beyond C{maxPerLicence}.
+        """
+
+    def updateCanned(cannedId, owner, shortcut, text):
+        """
+        @return: Deferred firing with the changed response, or failing with
+            L{livechat.storage.errors.NotFound} unless C{owner} owns it.
+        """
+
+    def deleteCanned(cannedId, owner):
+        """@return: Deferred firing with C{None}, or failing with C{NotFound}."""
+
 
 class IChannel(Interface):
     """

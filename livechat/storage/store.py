@@ -16,6 +16,7 @@ from livechat.interfaces import ILicenceStore, IStore
 from livechat.model import AccountType, Chat, ChatStatus, Group, Licence, Operator, VisitorRecord
 from livechat.storage import (
     accounts,
+    canned,
     chats,
     migrations,
     offline,
@@ -438,6 +439,40 @@ class SqlLicenceStore:
             new_visit,
             identity,
         )
+
+    # -- canned responses (the web agent) --------------------------------------------
+
+    def cannedResponses(self, operator: int) -> defer.Deferred[list[canned.CannedResponse]]:
+        return self._run("canned responses", canned.list_txn, operator)
+
+    def createCanned(
+        self, owner: int | None, shortcut: str, text: str, maxPerLicence: int
+    ) -> defer.Deferred[canned.CannedResponse]:
+        return self._run(
+            "create canned response",
+            canned.create_txn,
+            owner,
+            shortcut,
+            text,
+            _nowMS(self._clock),
+            maxPerLicence,
+        )
+
+    def updateCanned(
+        self, cannedId: int, owner: int | None, shortcut: str, text: str
+    ) -> defer.Deferred[canned.CannedResponse]:
+        return self._run(
+            "update canned response",
+            canned.update_txn,
+            cannedId,
+            owner,
+            shortcut,
+            text,
+            _nowMS(self._clock),
+        )
+
+    def deleteCanned(self, cannedId: int, owner: int | None) -> defer.Deferred[None]:
+        return self._run("delete canned response", canned.delete_txn, cannedId, owner)
 
     # -- messages left while closed ------------------------------------------------
 
