@@ -40,6 +40,7 @@ from livechat.logs import ChannelLogs
 from livechat.model import AccountType, Licence, LicenceType, Operator
 from livechat.notify import EventsLogNotifier, FanoutNotifier
 from livechat.notify.webhooks import WebhookService, WebhookSettings
+from livechat.protocols.agentweb import makeAgent, mountAgent
 from livechat.protocols.http import makePublicRoot, makeSite
 from livechat.protocols.web import makeWeb, mountWeb, tuneSite
 from livechat.storage import SqlStore
@@ -571,6 +572,9 @@ def makeService(
     web, webService = makeWeb(parts, reactor)
     webService.setServiceParent(root)
     mountWeb(publicRoot, web)
+    agent, agentService = makeAgent(parts, reactor)
+    agentService.setServiceParent(root)
+    mountAgent(publicRoot, agent)
     site = tuneSite(makeSite(publicRoot))
     ListenerService(
         "http",
