@@ -324,6 +324,7 @@ async def _widget(ctx: Context) -> dict[str, Any]:
     out: dict[str, Any] = {f: await _setting(ctx, n) for f, n in _WIDGET_SETTINGS.items()}
     out["prechat"] = await _setting(ctx, "widget.prechat") == "1"
     out["texts"] = {lang: await _setting(ctx, f"widget.texts.{lang}") for lang in S.LANGUAGES}
+    out["textKeys"] = list(S.TEXT_KEYS)
     return out
 
 
@@ -768,6 +769,11 @@ SCHEMAS.update(
                 "prechat": {"type": "boolean"},
                 "texts": {"type": "object"},
                 "css": {"type": "string"},
+                "textKeys": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "the names texts may have (read only)",
+                },
             },
         },
         "Origins": {
