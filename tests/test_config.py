@@ -120,6 +120,12 @@ CASES.update(
         "API_RATE": (("5", 5), ("0", "out of range")),
         "API_BURST": (("10", 10), ("0", "out of range")),
         "API_MAX_BODY": (("2048", 2048), ("10", "out of range")),
+        "API_MAX_KEYS": (("1", 1), ("0", "out of range")),
+        "PUBLIC_URL": (
+            ("https://chat.example.com/", "https://chat.example.com/"),
+            ("https://chat.example.com/?a=1", "no query or fragment"),
+        ),
+        "REPORT_MAX_DAYS": (("3660", 3660), ("3661", "out of range")),
     }
 )
 for _event in C.EVENT_NAMES:

@@ -171,19 +171,33 @@ class Context:
         return self._body
 
 
+Identify = Callable[[server.Request], Awaitable[Principal]]
+"""Who sends a request: a L{Principal}, or an L{ApiError} (401, 403)."""
+
+
 class ApiResource(resource.Resource):
-    """C{/api/v1}: routes requests to the handlers of L{livechat.api.v1}."""
+    """
+    C{/api/v1}: routes requests to the handlers of L{livechat.api.v1}.
+
+    @param identify: who sends a request; by default the API key of its
+        C{Authorization: Bearer} header.  The control panel mounts the same
+        routes with its browser session instead (L{livechat.panel}).  The
+        rate limits and the routes' scopes apply to either.
+    """
 
     isLeaf = True
     _log = Logger()
 
-    def __init__(self, parts: Any, routes: list[Route], clock: Any) -> None:
+    def __init__(
+        self, parts: Any, routes: list[Route], clock: Any, identify: Identify | None = None
+    ) -> None:
         super().__init__()
         self.parts = parts
         self.routes = routes
         self.clock = clock
         self.limiter = RateLimiter(clock)
         self.services: dict[str, Any] = {}
+        self.identify: Identify = identify or self.bearer
 
     def config(self) -> Any:
         return self.parts.config
@@ -286,6 +300,33 @@ class ApiResource(resource.Resource):
         )
 
     async def _authenticate(self, request: server.Request, scope: str) -> Principal:
+        principal = await self.identify(request)
+        wait = self.limiter.take(
+            principal.keyId, self.config()["API_RATE"], self.config()["API_BURST"]
+        )
+        if wait:
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"too many requests; retry in {wait:.1f} s",
+                headers={"Retry-After": str(max(1, int(wait + 0.999)))},
+            )
+        if scope == "server":
+            if principal.licence is not None:
+                raise ApiError(403, "forbidden", "this needs the server's API key (SERVER_API_KEY)")
+        elif principal.licence is None:
+            raise ApiError(
+                403, "forbidden", "the server key manages licences only; use a licence's key"
+            )
+        elif scope == "connector":
+            if not principal.scopes & {"connector", "api"}:
+                raise ApiError(403, "forbidden", "this key lacks the connector scope")
+        elif scope not in principal.scopes:
+            raise ApiError(403, "forbidden", f"this key lacks the {scope} scope")
+        return principal
+
+    async def bearer(self, request: server.Request) -> Principal:
+        """The principal of the request's API key (or the server key)."""
         header = request.getHeader("authorization") or ""
         kind, _, token = header.partition(" ")
         if kind.lower() != "bearer" or not token.strip():
@@ -311,28 +352,6 @@ class ApiResource(resource.Resource):
                 "unknown or revoked API key",
                 headers={"WWW-Authenticate": 'Bearer realm="livechat", error="invalid_token"'},
             )
-        wait = self.limiter.take(
-            principal.keyId, self.config()["API_RATE"], self.config()["API_BURST"]
-        )
-        if wait:
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"too many requests; retry in {wait:.1f} s",
-                headers={"Retry-After": str(max(1, int(wait + 0.999)))},
-            )
-        if scope == "server":
-            if principal.licence is not None:
-                raise ApiError(403, "forbidden", "this needs the server's API key (SERVER_API_KEY)")
-        elif principal.licence is None:
-            raise ApiError(
-                403, "forbidden", "the server key manages licences only; use a licence's key"
-            )
-        elif scope == "connector":
-            if not principal.scopes & {"connector", "api"}:
-                raise ApiError(403, "forbidden", "this key lacks the connector scope")
-        elif scope not in principal.scopes:
-            raise ApiError(403, "forbidden", f"this key lacks the {scope} scope")
         return principal
 
 

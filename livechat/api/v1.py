@@ -1698,9 +1698,9 @@ def openapi() -> dict[str, Any]:
     }
 
 
-def makeResource(parts: Any) -> ApiResource:
-    """The C{/api/v1} resource over a node's parts."""
-    api = ApiResource(parts, ROUTES, parts.reactor)
+def makeResource(parts: Any, identify: Any = None) -> ApiResource:
+    """The C{/api/v1} resource over a node's parts (C{identify}: see L{ApiResource})."""
+    api = ApiResource(parts, ROUTES, parts.reactor, identify)
     api.services["hooks"] = HookStore(parts.store.db, parts.reactor)
     api.services["connector"] = ConnectorHandler(parts.core)
     return api
