@@ -443,3 +443,36 @@ class AgentWebSocketTests(AgentMixin, unittest.TestCase):
         self.assertIn(b"javascript", headers.getRawHeaders(b"content-type")[0])
         code, _, _ = yield request("GET", self.url + "agent/nothing")
         self.assertEqual(code, 404)
+
+
+class AgentDocTests(unittest.TestCase):
+    def read(self, *path: str) -> str:
+        import os
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        with open(os.path.join(root, *path), encoding="utf-8") as f:
+            return f.read()
+
+    def test_everyRequestAndLimit(self) -> None:
+        """docs/agent.md lists every request of the agent and every limit key it uses."""
+        from livechat.protocols.agentws import AgentCalls
+
+        doc = self.read("docs", "agent.md")
+        for kind in AgentCalls(None).types + ["hello"]:  # type: ignore[arg-type]
+            self.assertIn(f"| `{kind}` |", doc, kind)
+        for key in (
+            "AGENT_MAX_MESSAGE_BYTES",
+            "AGENT_SEND_BUFFER",
+            "SESSION_CHECK_INTERVAL",
+            "SESSION_IDLE_TIMEOUT",
+            "SESSION_MAX_AGE",
+            "SESSION_MAX_PER_OPERATOR",
+            "CANNED_MAX_PER_LICENCE",
+            "CANNED_MAX_LENGTH",
+        ):
+            self.assertIn(f"`{key}`", doc, key)
+
+    def test_linked(self) -> None:
+        """The README and events.md point at docs/agent.md."""
+        self.assertIn("docs/agent.md", self.read("README.md"))
+        self.assertIn("(agent.md)", self.read("docs", "events.md"))
