@@ -42,7 +42,9 @@ def insertChat_txn(
     )
     rows = [(created, "v:v-report", "CONSUMER")] + [(t, o, "AGENT") for t, o in replies]
     for seq, (at, originator, role) in enumerate(rows, 1):
-        body = json.dumps({"event": {"type": "ContentEvent", "message": "m"}, "name": "n"})
+        name = "Visitor" if role == "CONSUMER" else "Agent"
+        event = {"type": "ContentEvent", "message": f"Message {seq} from {name.lower()}"}
+        body = json.dumps({"event": event, "name": name})
         txn.execute(
             "INSERT INTO {chat_events} (chat_id, seq, created_at, type, originator, role, body) "
             "VALUES (?, ?, ?, 'ContentEvent', ?, ?, ?)",

@@ -674,7 +674,8 @@
       series.forEach(function (sr) {
         var v = sr.values[i] || 0, hgt = (v / top_) * plotH;
         if (hgt > 0) {
-          var rect = s("rect", { x: left + i * bw + bw * 0.15, y: base - hgt, width: Math.max(1, bw * 0.7), height: hgt, "class": "bar " + (sr.cls || "") });
+          var bar = Math.max(1, Math.min(48, bw * 0.7));
+          var rect = s("rect", { x: left + i * bw + (bw - bar) / 2, y: base - hgt, width: bar, height: hgt, "class": "bar " + (sr.cls || "") });
           rect.appendChild(s("title", {}, label + ": " + (options.format ? options.format(v) : v) + " " + sr.name));
           svg.appendChild(rect);
           base -= hgt;
