@@ -204,3 +204,69 @@ class PanelBrowserTests(NodeMixin, unittest.TestCase):
         yield page.run(lambda p: p.emulate_media(media="print"))
         yield page.screenshot("print-view")
         page.assertNoErrors(console=False)
+
+    @defer.inlineCallbacks
+    def test_everySection(self) -> Any:
+        """
+        Every section opens from the menu with its heading and no script
+        error; office hours, an allowed site, a webhook and an API key are
+        saved through the forms (the key's secret is shown once).
+        """
+        browser = yield Browser.launch(self)
+        page = yield self.loggedIn(browser)
+        yield page.waitForSelector("#main[data-section=operators]")
+        headings = {
+            "groups": "Groups",
+            "office": "Office hours",
+            "widget": "Widget look",
+            "website": "Website and embed code",
+            "webhooks": "Webhooks",
+            "keys": "API keys",
+            "transcripts": "Transcripts",
+            "events": "Event log",
+            "reports": "Reports",
+            "operators": "Operators",
+        }
+        for section, heading in headings.items():
+            yield page.click(f"#nav a[href='#{section}']")
+            yield page.waitForSelector(f"#main[data-section={section}] h1:text-is('{heading}')")
+            current = yield page.getAttribute(f"#nav a[href='#{section}']", "aria-current")
+            self.assertEqual(current, "page")
+            yield page.screenshot(section)
+
+        yield page.click("#nav a[href='#office']")
+        yield page.waitForSelector("#office-form")
+        yield page.click("#office-form input[name=switch][value=closed]")
+        yield page.click("#use-hours")
+        yield page.fill("#day-mon", "09:00-17:00, 18:00-20:00")
+        yield page.click("#office-form button[type=submit]")
+        yield page.waitForSelector("#office-status:has-text('Closed now')")
+        office = self.node.parts.store.forLicence(LICENCE)
+        self.assertEqual((yield office.getSetting("office.switch")), "closed")
+        hours = json.loads((yield office.getSetting("office.hours")))
+        self.assertEqual(hours["week"]["mon"], ["09:00-17:00", "18:00-20:00"])
+
+        yield page.click("#nav a[href='#website']")
+        yield page.waitForSelector("#origins")
+        yield page.fill("#origins", "https://WWW.shop.example\nself")
+        yield page.click("#main form button[type=submit]")
+        yield page.waitForSelector("#status:has-text('saved')")
+        self.assertEqual((yield page.inputValue("#origins")), "https://www.shop.example\nself")
+        snippet = yield page.inputValue("#snippet")
+        self.assertIn(f'data-licence="{LICENCE}"', snippet)
+        self.assertIn(self.url("livechat.js"), snippet)
+
+        yield page.click("#nav a[href='#keys']")
+        yield page.fill("#key-name", "CRM")
+        yield page.click("#main form.card button[type=submit]")
+        yield page.waitForSelector("#key-result .secret")
+        key = yield page.textContent("#secret-value")
+        code, _, body = yield request(
+            "GET", self.url("api/v1/licence"), None, {"Authorization": f"Bearer {key}"}
+        )
+        self.assertEqual((code, json.loads(body)["number"]), (200, LICENCE))
+        yield page.screenshot("key-shown-once")
+        yield page.reload()
+        yield page.waitForSelector("#main[data-section=keys] td:text-is('CRM')")
+        self.assertEqual((yield page.count("#key-result .secret")), 0)
+        page.assertNoErrors(console=False)

@@ -324,7 +324,7 @@
       var zones = h("datalist", { id: "zones" }, (Intl.supportedValuesOf ? Intl.supportedValuesOf("timeZone") : []).map(function (z) { return h("option", { value: z }); }));
       var dayInputs = {};
       var days = h("div.days", DAYS.map(function (d) {
-        var input = h("input", { id: "day-" + d, value: hours && hours.week[d] ? hours.week[d].join(", ") : "", placeholder: "closed (e.g. 09:00-17:00, 18:00-20:00)" });
+        var input = h("input", { id: "day-" + d, value: hours && hours.week[d] ? hours.week[d].join(", ") : "", placeholder: "closed \u2014 e.g. 09:00-17:00, 18:00-20:00" });
         dayInputs[d] = input;
         return h("div", h("label", { htmlFor: input.id, text: DAY_NAMES[d] }), input);
       }));
