@@ -632,7 +632,7 @@ async def reportChats(ctx: Context) -> Any:
     zone, first, last, since, until = _reportRange(ctx)
     rows = await _run(ctx, "report chats", panelreports.chatBuckets_txn, since, until)
     days = panelreports.foldDays(rows, zone, first, last, 3)
-    items = [
+    items: list[dict[str, Any]] = [
         {"date": d.isoformat(), "chats": v[0], "missed": v[1], "accepted": v[2]} for d, v in days
     ]
     return 200, {
