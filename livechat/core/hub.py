@@ -155,6 +155,7 @@ class _Session:
         self.licence = licence
         self.channel = channel
         self.feeds: dict[int, ChatFeed] = {}
+        self._leaving: set[int] = set()
         self._listening: list[tuple[str, Callable[[dict[str, Any]], None]]] = []
         self.closed = False
 
@@ -178,19 +179,42 @@ class _Session:
             feed.offer(message)
 
     def _feedDelivered(self, message: dict[str, Any]) -> None:
+        chatId = message.get("chatId", -1)
+        if chatId in self._leaving and message.get("type") == "chat.event":
+            event = message["event"]
+            if event.get("type") == E.JOIN and event["participant"].get("id") == self.ref:
+                self._leaving.discard(chatId)  # back in
+            else:
+                return  # left: nothing more of this chat unless back in
         self.deliver(message)
         if message.get("type") != "chat.event" or "sequence" not in message:
             return
         event = message["event"]
         mine = event.get("participant", {}).get("id") == self.ref
-        if event["type"] == E.CLOSE or (event["type"] == E.LEAVE and mine):
+        if event["type"] == E.CLOSE:
             self.unwatch(message["chatId"])
+        elif event["type"] == E.LEAVE and mine:
+            # Stop following, unless this session was brought back into the
+            # chat meanwhile (a transfer or invitation back to it): its feed
+            # may deliver the old leave after the new chat.opened arrived.
+            chatId = message["chatId"]
+            self._leaving.add(chatId)
+            self.core.background(self._leftChat(chatId), "following a chat left")
+
+    async def _leftChat(self, chatId: int) -> None:
+        store = self.core.store.forLicence(self.licence)
+        refs = [ref for ref, role in await store.participants(chatId) if role != INVITED]
+        if chatId in self._leaving:
+            self._leaving.discard(chatId)
+            if self.ref not in refs:
+                self.unwatch(chatId)
 
     async def watch(self, chatId: int, afterSeq: int = 0) -> None:
         """Follow a chat from C{afterSeq}: the backlog, then live events."""
         if self.closed:
             return
         if chatId in self.feeds:
+            self._leaving.discard(chatId)  # back in: keep following
             await self.feeds[chatId].whenReady()
             return
         store = self.core.store.forLicence(self.licence)
