@@ -429,6 +429,22 @@ def _keys() -> Iterator[Key]:
         section=s,
     )
     yield Key(
+        "AGENT_RATE",
+        _integer(1, 100000),
+        "20",
+        "Requests per second one operator may make on average over the web agent's "
+        "WebSockets (all their tabs together); beyond AGENT_BURST each is refused "
+        "with rate_limited.",
+        section=s,
+    )
+    yield Key(
+        "AGENT_BURST",
+        _integer(1, 1000000),
+        "100",
+        "Requests one operator may make at once above AGENT_RATE.",
+        section=s,
+    )
+    yield Key(
         "AGENT_SEND_BUFFER",
         _integer(65536, 67108864),
         "4194304",

@@ -578,6 +578,7 @@ def makeService(
     panelSessions = parts.sessions.manager(panelSettings(config))
     apiRoot.v1.services.update(sessions=panelSessions, settingsCache=web.cache)
     agent, agentService = makeAgent(parts, reactor)
+    agent.calls.reception = web.reception
     agentService.setServiceParent(root)
     mountAgent(publicRoot, agent)
     site = tuneSite(makeSite(publicRoot))

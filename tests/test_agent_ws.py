@@ -77,6 +77,7 @@ class AgentMixin(WebMixin):
         )
         self.agentFront = AgentFront(self.core, self.webSessions, self.agentSettings, self.clock)
         self.agentFront.files = loadAgentFiles()
+        self.agentFront.calls.reception = self.front.reception
         yield self.allow(100, SITE)
 
     def serveAll(self) -> str:
@@ -363,6 +364,56 @@ class AgentWebSocketTests(AgentMixin, unittest.TestCase):
         self.assertEqual(code, 1009)
 
     @defer.inlineCallbacks
+    def test_rateLimit(self) -> Any:
+        """
+        One operator's requests over all their sockets: AGENT_BURST at once
+        are served, the next is refused rate_limited; after 1/AGENT_RATE s
+        one more is served.
+        """
+        self.agentFront.settings = attr.evolve(self.agentSettings, rate=2.0, burst=5.0)
+        self.serveAll()
+        yield self.agentOperator("anna")
+        cookie, _ = yield self.login("anna")
+        first, _ = yield self.agent("anna", cookie=cookie)
+        second, _ = yield self.agent("anna", cookie=cookie)
+        answers = []
+        for client in (first, second, first, second, first):
+            answers.append((yield client.ask("ping"))["type"])
+        self.assertEqual(answers, ["reply"] * 5)
+        refused = yield second.ask("ping")
+        self.assertEqual((refused["type"], refused["code"]), ("error", "rate_limited"))
+        self.clock.advance(0.5)
+        answer = yield first.ask("ping")
+        self.assertEqual(answer["type"], "reply")
+        refused = yield first.ask("ping")
+        self.assertEqual(refused["code"], "rate_limited")
+
+    @defer.inlineCallbacks
+    def test_offlineHandled(self) -> Any:
+        """
+        A message left while nobody was online is shown at the agent's hello;
+        marking it handled tells every agent, and only once.
+        """
+        self.serveAll()
+        yield self.agentOperator("anna")
+        yield self.agentOperator("bob")
+        left = yield self.front.reception.leaveMessage(
+            100, "visitor-0009", name="Vera", email="vera@example.com", message="Call me"
+        )
+        anna, _ = yield self.agent("anna")
+        shown = yield anna.next(isType("offline.messages"))
+        self.assertEqual([m["id"] for m in shown["messages"]], [left["id"]])
+        bob, _ = yield self.agent("bob")
+        answer = yield anna.ask("offline.handle", ids=[left["id"]])
+        self.assertEqual(answer["result"], {"ids": [left["id"]]}, answer)
+        told = yield bob.next(isType("offline.handled"))
+        self.assertEqual(told["ids"], [left["id"]])
+        again = yield bob.ask("offline.handle", ids=[left["id"]])
+        self.assertEqual(again["result"], {"ids": []})
+        bad = yield bob.ask("offline.handle", ids=["x"])
+        self.assertEqual(bad["code"], "bad_request")
+
+    @defer.inlineCallbacks
     def test_historyAndSearch(self) -> Any:
         """
         History of the visitor and a search across transcripts find the
@@ -463,6 +514,8 @@ class AgentDocTests(unittest.TestCase):
         for key in (
             "AGENT_MAX_MESSAGE_BYTES",
             "AGENT_SEND_BUFFER",
+            "AGENT_RATE",
+            "AGENT_BURST",
             "SESSION_CHECK_INTERVAL",
             "SESSION_IDLE_TIMEOUT",
             "SESSION_MAX_AGE",

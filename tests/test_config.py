@@ -121,6 +121,8 @@ CASES.update(
         "API_BURST": (("10", 10), ("0", "out of range")),
         "API_MAX_BODY": (("2048", 2048), ("10", "out of range")),
         "CONNECTOR_SEND_BUFFER": (("65536", 65536), ("4095", "out of range")),
+        "AGENT_RATE": (("1", 1), ("0", "out of range")),
+        "AGENT_BURST": (("1000000", 1000000), ("1000001", "out of range")),
         "API_MAX_KEYS": (("1", 1), ("0", "out of range")),
         "PUBLIC_URL": (
             ("https://chat.example.com/", "https://chat.example.com/"),

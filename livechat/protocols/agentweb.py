@@ -26,6 +26,7 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.web import resource, server, util
 
+from livechat.api import RateLimiter
 from livechat.core.hub import Core
 from livechat.protocols.agentws import AgentCalls, AgentSettings, makeAgentWebSocketResource
 from livechat.storage.canned import TooMany
@@ -78,6 +79,8 @@ class AgentFront:
         self.settings = settings
         self.clock = clock
         self.calls = AgentCalls(core)
+        self.limiter = RateLimiter(clock)
+        """Requests per operator, over all their WebSockets on this node."""
         self.files: dict[bytes, tuple[bytes, str]] = {}
         self.channels: set[Any] = set()
         """Open agent WebSockets on this node."""

@@ -73,6 +73,8 @@ class AgentSettings:
     checkInterval: float = 60.0
     cannedMax: int = 1000
     cannedMaxLength: int = 2000
+    rate: float = 20.0
+    burst: float = 100.0
 
     @classmethod
     def fromConfig(cls, config: Any) -> AgentSettings:
@@ -84,6 +86,8 @@ class AgentSettings:
             checkInterval=float(config["SESSION_CHECK_INTERVAL"]),
             cannedMax=config["CANNED_MAX_PER_LICENCE"],
             cannedMaxLength=config["CANNED_MAX_LENGTH"],
+            rate=float(config["AGENT_RATE"]),
+            burst=float(config["AGENT_BURST"]),
         )
 
 
@@ -154,7 +158,10 @@ class AgentCalls:
             "operators": self._operators,
             "visitors": self._visitors,
             "ping": self._ping,
+            "offline.handle": self._offlineHandled,
         }
+        self.reception: Any = None
+        """The node's L{Reception} (left messages), when the web side runs."""
 
     @property
     def types(self) -> list[str]:
@@ -319,6 +326,11 @@ class AgentCalls:
 
     async def _ping(self, s: OperatorSession, r: dict[str, Any]) -> dict[str, Any]:
         return {"time": int(self.core.clock.seconds() * 1000)}
+
+    async def _offlineHandled(self, s: OperatorSession, r: dict[str, Any]) -> dict[str, Any]:
+        if self.reception is None:
+            raise CoreError("unavailable", "left messages are not kept on this node")
+        return {"ids": await self.reception.markHandled(s, r.get("ids") or [])}
 
 
 async def operatorsList(core: Core, licence: int) -> list[dict[str, Any]]:
@@ -512,6 +524,14 @@ class AgentWebSocket(WebSocketServerProtocol):
             else:
                 self._starting = True
                 defer.ensureDeferred(self._hello(request)).addErrback(self._helloFailed)
+            return
+        settings = self.front.settings
+        wait = self.front.limiter.take(
+            f"{self.session.licence}:{self.session.operator.id}", settings.rate, settings.burst
+        )
+        if wait:
+            rid = request.get("id") if isinstance(request.get("id"), (str, int)) else None
+            self._push(error(rid, "rate_limited", f"too many requests; retry in {wait:.1f} s"))
             return
         d = defer.ensureDeferred(self.front.calls.call(self.session, request))
         d.addCallback(self._push)
