@@ -36,6 +36,7 @@ from livechat.identity import IdentityKeyError, IdentityVerifier
 from livechat.interfaces import IChannel
 from livechat.model import AcceptStatus
 from livechat.protocols import iwcspackets as P
+from livechat.storage.errors import NotFound
 
 AGENT_PACKETS: frozenset[type[P.Packet]] = frozenset(
     {
@@ -578,6 +579,8 @@ class IwcsProtocol(protocol.Protocol):
                     self._send(attr.evolve(answer, id=requestId))
             except (CoreError, P.PacketError) as e:
                 self._error(e, requestId)
+            except NotFound as e:
+                self._error(CoreError("not_found", str(e)), requestId)
             except LoginRefused as e:
                 name = {"bad_credentials": "login_failed", "throttled": "throttled"}.get(
                     e.code, "login_refused"
