@@ -644,6 +644,7 @@ class IwcsProtocol(protocol.Protocol):
         if self._gone:
             return None
         self.kind = "agent"
+        self._loggingIn = False
         self.licence = avatar.licence.number
         info = await f.core.operatorInfo(self.licence, avatar.operator.id)
         team = getattr(session, "teamChatId", None)
@@ -694,6 +695,7 @@ class IwcsProtocol(protocol.Protocol):
         if self._gone:
             return None
         self.kind = "control"
+        self._loggingIn = False
         self.licence = licence.number
         self._online = await f.core.isLicenceOnline(self.licence)
         self._log.info(

@@ -108,7 +108,8 @@ class RecordingTransport(StringTransport):
             for predicate, d in self._waiting:
                 if not d.called and predicate(packet):
                     self._mark = len(self.packets)
-                    d.callback(packet)
+                    # As a real peer would: after the server's call has returned.
+                    reactor.callLater(0, d.callback, packet)
                 else:
                     still.append((predicate, d))
             self._waiting = still
