@@ -165,7 +165,8 @@ class IwcsMixin(CoreMixin):
             if not client.gone and client.transport is not None:
                 client.factory.stopping = True
                 client.transport.loseConnection()
-                waits.append(client.lost)
+                if hasattr(client, "lost"):
+                    waits.append(client.lost)
         for service in getattr(self, "_services", []):
             if service.running:
                 waits.append(service.stopService())
