@@ -43,6 +43,7 @@ from livechat.notify.webhooks import WebhookService, WebhookSettings
 from livechat.panel import makePanel, panelSettings
 from livechat.protocols.agentweb import makeAgent, mountAgent
 from livechat.protocols.http import makePublicRoot, makeSite
+from livechat.protocols.iwcs import makeFactory as makeIwcsFactory
 from livechat.protocols.web import makeWeb, mountWeb, tuneSite
 from livechat.storage import SqlStore
 from livechat.websession import SessionService, checkSessionSecret
@@ -123,6 +124,12 @@ class ListenerService(service.Service):
         if port is not None:
             return defer.maybeDeferred(port.stopListening)
         return None
+
+    def reconfigure(self, config: Config) -> None:
+        """SIGHUP: hand the configuration to the factory, if it takes it."""
+        reconfigure = getattr(self.factory, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(config)
 
     @property
     def url(self) -> str:
@@ -596,5 +603,13 @@ def makeService(
         panel.service.setServiceParent(root)
         ListenerService(
             "panel", config["PANEL_LISTEN"], panel.site, reactor, "control panel (administrators)"
+        ).setServiceParent(root)
+    if config["IWCS_LISTEN"]:
+        ListenerService(
+            "iwcs",
+            config["IWCS_LISTEN"],
+            makeIwcsFactory(parts, reactor, web.reception),
+            reactor,
+            "IWCS (agent applications, controls)",
         ).setServiceParent(root)
     return root

@@ -40,6 +40,7 @@ class NodeMixin(DialectMixin):
         lines = [
             "HTTP_LISTEN tcp:0:interface=127.0.0.1",
             "PANEL_LISTEN tcp:0:interface=127.0.0.1",
+            "IWCS_LISTEN tcp:0:interface=127.0.0.1",
             f"DATA_DIR {self.dataDir}",
         ]
         if database:

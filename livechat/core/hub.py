@@ -629,6 +629,12 @@ class Core:
         d.addBoth(lambda r: (self._inflight.discard(d), r)[1])
         return d
 
+    def settled(self) -> defer.Deferred[None]:
+        """Fires once the background work running now (L{background}) is done."""
+        return defer.DeferredList(list(self._inflight), consumeErrors=True).addCallback(
+            lambda _: None
+        )
+
     def _now(self) -> int:
         return int(self.clock.seconds() * 1000)
 
