@@ -17,7 +17,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 from twisted.web import server
 
-from tests.support.browser import Browser, serveSite
+from tests.support.browser import Browser, serveSite, waitUntil
 from tests.test_agent_ws import AgentMixin
 from tests.test_web_browser import SitePages
 
@@ -71,9 +71,9 @@ class AgentBrowserTests(AgentMixin, unittest.TestCase):
         yield anna.waitForSelector("#conn:text-is('Connected')")
         self.assertEqual((yield anna.inputValue("#status")), "online")
         yield self.select(anna, "#status", "away")
-        yield anna.waitForFunction("window.__agent.status === 1")
+        yield waitUntil(anna, "window.__agent.status === 1")
         yield self.select(anna, "#status", "online")
-        yield anna.waitForFunction("window.__agent.status === 0")
+        yield waitUntil(anna, "window.__agent.status === 0")
 
         # A canned response of Anna's own.
         yield anna.fill("#canned-shortcut", "parcel")

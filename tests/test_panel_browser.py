@@ -16,30 +16,13 @@ from typing import Any
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from tests.support.browser import Browser
+from tests.support.browser import Browser, waitUntil
 from tests.support.http import request
 from tests.test_api import SERVER_KEY
 from tests.test_panel_api import insertChat_txn
 from tests.test_service import NodeMixin
 
 VIEWPORT = {"width": 1366, "height": 768}
-
-
-def waitUntil(page: Any, condition: str, timeout: float = 20.0) -> defer.Deferred[Any]:
-    """
-    Wait until the JavaScript C{condition} holds, checked each frame.  (The
-    panel's CSP forbids the eval that Playwright's waitForFunction needs;
-    evaluate is not bound by it.)
-    """
-    return page.evaluate(
-        "([timeout]) => new Promise((resolve, reject) => {"
-        "  const end = Date.now() + timeout * 1000;"
-        f"  const check = () => {{ let v; try {{ v = ({condition}); }} catch (e) {{ v = false; }}"
-        "    if (v) resolve(v); else if (Date.now() > end) reject(new Error('timed out: ' + "
-        f"{json.dumps(condition)})); else requestAnimationFrame(check); }};"
-        "  check(); })",
-        [timeout],
-    )
 
 
 LICENCE = 630001
