@@ -165,7 +165,7 @@ class IwcsFactory(protocol.Factory):
         self.connections: set[IwcsProtocol] = set()
         self._keyLoaded = False
 
-    def buildProtocol(self, addr: Any) -> IwcsProtocol:
+    def buildProtocol(self, addr: Any) -> IwcsProtocol:  # type: ignore[override]
         p = IwcsProtocol()
         p.factory = self
         return p
@@ -256,6 +256,7 @@ class IwcsProtocol(protocol.Protocol):
 
     _log = Logger()
     factory: IwcsFactory
+    transport: Any
 
     def __init__(self) -> None:
         self._buffer = b""
