@@ -34,6 +34,7 @@ from livechat.config import KEYS, Config, ConfigError, reloadConfig
 from livechat.core.hub import Core, CoreSettings
 from livechat.core.presence import MemoryPresence
 from livechat.core.routing import MemoryRouter
+from livechat.identity import IdentityKeyFile
 from livechat.interfaces import IStore
 from livechat.licencefile import readLicenceFile
 from livechat.logs import ChannelLogs
@@ -570,7 +571,10 @@ def makeService(
     parts.webhooks.setServiceParent(root)
     publicRoot = makePublicRoot(parts.store.health, reactor)
     publicRoot.putChild(b"api", makeApiRoot(parts))
+    identity = IdentityKeyFile(config.verifyKeyFile, reactor)
+    identity.setServiceParent(root)
     web, webService = makeWeb(parts, reactor)
+    web.identity = identity
     webService.setServiceParent(root)
     mountWeb(publicRoot, web)
     site = tuneSite(makeSite(publicRoot))
@@ -585,7 +589,7 @@ def makeService(
         ListenerService(
             "iwcs",
             config["IWCS_LISTEN"],
-            makeIwcsFactory(parts, reactor, web.reception),
+            makeIwcsFactory(parts, reactor, web.reception, identity),
             reactor,
             "IWCS (agent applications, controls)",
         ).setServiceParent(root)
