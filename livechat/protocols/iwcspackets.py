@@ -736,16 +736,7 @@ class LicenceStatus(Packet):
     online: bool = wire(Bool())
 
 
-BYE_REASONS = (
-    "logout",
-    "idle",
-    "too_many_errors",
-    "flood",
-    "slow",
-    "shutdown",
-    "login_failed",
-    "closed",
-)
+BYE_REASONS = ("logout", "idle", "too_many_errors", "flood", "shutdown", "closed")
 
 
 @register(7, "S", "BYE")
