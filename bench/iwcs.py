@@ -341,11 +341,12 @@ def relay(args: argparse.Namespace, seconds: float) -> Any:
             control.start(chats[i], args.window)
         yield task.deferLater(reactor, 2.0)  # warm up
         counter.measuring = True
-        cpu0, t0 = cpuTime(node.pid), time.monotonic()
+        cpu0, t0, own0 = cpuTime(node.pid), time.monotonic(), cpuTime(os.getpid())
         yield task.deferLater(reactor, seconds)
         counter.measuring = False
         elapsed = time.monotonic() - t0
         cpu = cpuTime(node.pid) - cpu0
+        own = cpuTime(os.getpid()) - own0
         for control in controls:
             control.window = 0
         result = {
@@ -361,6 +362,7 @@ def relay(args: argparse.Namespace, seconds: float) -> Any:
             "p50_ms": round(percentile(counter.latencies, 0.50), 2),
             "p99_ms": round(percentile(counter.latencies, 0.99), 2),
             "node_cpu": round(cpu / elapsed, 2),
+            "generator_cpu": round(own / elapsed, 2),
             "machine": machine(),
         }
         print(json.dumps(result), flush=True)
@@ -393,11 +395,12 @@ def latency(args: argparse.Namespace, rate: float, seconds: float = 10.0) -> Any
         loop.start(tick)
         yield task.deferLater(reactor, 2.0)
         counter.measuring = True
-        cpu0, t0 = cpuTime(node.pid), time.monotonic()
+        cpu0, t0, own0 = cpuTime(node.pid), time.monotonic(), cpuTime(os.getpid())
         yield task.deferLater(reactor, seconds)
         counter.measuring = False
         elapsed = time.monotonic() - t0
         cpu = cpuTime(node.pid) - cpu0
+        own = cpuTime(os.getpid()) - own0
         loop.stop()
         result = {
             "bench": "latency",
@@ -408,6 +411,7 @@ def latency(args: argparse.Namespace, rate: float, seconds: float = 10.0) -> Any
             "p99_ms": round(percentile(counter.latencies, 0.99), 2),
             "max_ms": round(max(counter.latencies or [0.0]), 2),
             "node_cpu": round(cpu / elapsed, 2),
+            "generator_cpu": round(own / elapsed, 2),
             "machine": machine(),
         }
         print(json.dumps(result), flush=True)

@@ -310,11 +310,22 @@ class Packet:
     @classmethod
     def wireFields(cls) -> list[tuple[str, str, Codec, bool]]:
         """C{(attribute, wire name, codec, required)} of each field, in order."""
-        fields = []
-        for a in attr.fields(cast(Any, cls)):
-            codec, name = a.metadata[_WIRE]
-            fields.append((a.name, name or a.name, codec, a.default is attr.NOTHING))
-        return fields
+        cached: list[tuple[str, str, Codec, bool]] | None = cls.__dict__.get("_wireFields")
+        if cached is None:
+            cached = []
+            for a in attr.fields(cast(Any, cls)):
+                codec, name = a.metadata[_WIRE]
+                cached.append((a.name, name or a.name, codec, a.default is attr.NOTHING))
+            type.__setattr__(cls, "_wireFields", cached)
+        return cached
+
+    @classmethod
+    def _byWireName(cls) -> dict[str, tuple[str, Codec, bool]]:
+        cached: dict[str, tuple[str, Codec, bool]] | None = cls.__dict__.get("_byWire")
+        if cached is None:
+            cached = {w: (a, c, r) for a, w, c, r in cls.wireFields()}
+            type.__setattr__(cls, "_byWire", cached)
+        return cached
 
     @classmethod
     def fromFields(cls: type[T], pairs: list[tuple[str, str]]) -> T:
@@ -326,10 +337,7 @@ class Packet:
                 raise PacketError("bad_field", f"{key} is given twice", requestId, cls.NUMBER)
             raw[key] = value
         requestId = raw.get("id")
-        known = {
-            wireName: (attribute, codec, required)
-            for attribute, wireName, codec, required in cls.wireFields()
-        }
+        known = cls._byWireName()
         for key in raw:
             if key not in known:
                 raise PacketError(
