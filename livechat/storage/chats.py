@@ -303,8 +303,11 @@ def appendEvents_txn(
     txn.execute(f"UPDATE {{chats}} SET {sets} WHERE id = ?", (*values, chatId))
     if participants is not None:
         _setParticipants(txn, chatId, participants, nowMS)
-    after = getChat_txn(txn, chatId)
-    assert after is not None
+    # The row as it is now: the locked one with the columns just set (no
+    # second read; the columns are the Chat's attributes of the same name).
+    if "status" in columns:
+        columns["status"] = ChatStatus(columns["status"])
+    after = attr.evolve(chat, **columns)
     more = list(domain)
     if domainAfter is not None:
         more.extend(domainAfter(after, stored, txn))
