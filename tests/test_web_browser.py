@@ -76,7 +76,8 @@ class BrowserWidgetMixin(WebMixin):
     def site(self, extra: str = "", allowed: bool = True, lang: str = "en", style: str = "") -> Any:
         """The web on one port, the site on another; the site's origin allowed."""
         self.server = self.serveWeb(getattr(self, "blockWebSocket", False))
-        site = serveSite(self, server.Site(SitePages(self.server, extra, lang, style)))
+        self.siteResource = SitePages(self.server, extra, lang, style)
+        site = serveSite(self, server.Site(self.siteResource))
         if allowed:
             yield self.allow(100, site.rstrip("/"))
         else:
@@ -287,6 +288,70 @@ class BrowserWidgetMixin(WebMixin):
         offered = yield achan.next(isType("chat.offered"))
         yield agent.accept(offered["chatId"])
         yield page.waitForSelector(f"{LOG} .ls-event")
+        page.assertNoErrors()
+
+    @defer.inlineCallbacks
+    def test_signedIdentity(self) -> Any:
+        """
+        The site's server signs the visitor's identity for the visitor id
+        (which it reads from the loader's first-party cookie; here the test
+        takes it from the agent's list) and puts it on the tag
+        (data-identity, data-signature): the next page view carries it and
+        the agent sees the visitor named and verified.  A forged one is not
+        trusted.
+        """
+        import json
+
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        from livechat.identity import IdentityKeyFile, IdentityVerifier, sign
+
+        key = ed25519.Ed25519PrivateKey.generate()
+        self.front.identity = IdentityKeyFile(None, self.clock)
+        self.front.identity.verifier = IdentityVerifier(key.public_key(), self.clock)
+        site = yield self.site()
+        pages = self.siteResource
+        op = yield self.operator(nick="anna")
+        agent, achan = yield self.connectOperator(op)
+        browser = yield Browser.launch(self)
+        page = yield browser.newPage()
+        yield page.goto(site)
+        seen = yield achan.next(
+            lambda m: m.get("type") == "visitor.update" and m["visitor"]["connected"]
+        )
+        visitorId = seen["visitor"]["id"]
+        self.assertFalse(seen["visitor"]["identity"]["verified"])
+        claimed = {
+            "name": "Vera Nowak",
+            "email": "vera@example.com",
+            "customer_id": "C-1001",
+            "expires": int(self.clock.seconds()) + 300,
+        }
+
+        def tag(signer: Any) -> str:
+            signature = sign(signer, dict(claimed, licence=100, visitor=visitorId))
+            quoted = json.dumps(claimed).replace("&", "&amp;").replace("'", "&#39;")
+            return f" data-identity='{quoted}' data-signature=\"{signature}\""
+
+        pages.extra = tag(ed25519.Ed25519PrivateKey.generate())
+        yield page.goto(site + "page2")
+        forged = yield achan.next(
+            lambda m: (
+                m.get("type") == "visitor.update" and m["visitor"].get("url", "").endswith("page2")
+            )
+        )
+        self.assertFalse(forged["visitor"]["identity"]["verified"])
+        self.assertNotEqual(forged["visitor"]["identity"]["name"], "Vera Nowak")
+        pages.extra = tag(key)
+        yield page.goto(site + "page3")
+        named = yield achan.next(
+            lambda m: m.get("type") == "visitor.update" and m["visitor"]["identity"]["verified"]
+        )
+        identity = named["visitor"]["identity"]
+        self.assertEqual(
+            (named["visitor"]["id"], identity["name"], identity["customerId"]),
+            (visitorId, "Vera Nowak", "C-1001"),
+        )
         page.assertNoErrors()
 
     @defer.inlineCallbacks

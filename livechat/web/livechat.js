@@ -11,6 +11,8 @@ var all = window.__livechat = window.__livechat || {};
 if (all[licence]) return;
 var group = tag.getAttribute("data-dispatch-to") || null;
 var lang = (tag.getAttribute("data-lang") || D.documentElement.lang || navigator.language || "").slice(0, 2).toLowerCase() == "pl" ? "pl" : "en";
+var identity, signature = tag.getAttribute("data-signature");
+try { identity = signature && JSON.parse(tag.getAttribute("data-identity")); } catch (e) {}
 var base = tag.src.replace(/(livechat\.js|livesupport\/lib\/livesupport\.js)([?#].*)?$/, "");
 var KEY = "livechat:" + licence + ":", COOKIE = "lcv" + licence;
 var https = location.protocol == "https:";
@@ -178,10 +180,12 @@ setInterval(function () {
 }, 3e4);
 
 function pageView() {
-  return post("monitor", {
+  var view = {
     licence: +licence, token: api.token || cookie(), url: location.href, title: D.title,
     referrer: D.referrer, group: group, lang: lang
-  }).then(function (m) {
+  };
+  if (identity) view.identity = identity, view.signature = signature;
+  return post("monitor", view).then(function (m) {
     if (m.status != 200) throw m;
     api.visitorId = m.visitorId; api.reception = m.reception; api.look = m.look || {}; api.tokenDays = m.tokenDays;
     remember(m.token, m.tokenDays);
