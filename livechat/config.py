@@ -389,6 +389,16 @@ def _keys() -> Iterator[Key]:
         section=s,
     )
     yield Key(
+        "ORPHAN_SWEEP_INTERVAL",
+        _integer(1, 3600),
+        "15",
+        "Seconds between the checks for chats nobody looks after (their operator's "
+        "node died, or a node restarted): one node per interval hands back the chats "
+        "of operators gone for OPERATOR_GRACE and withdraws offers that outlived "
+        "CHAT_ACCEPT_TIMEOUT.",
+        section=s,
+    )
+    yield Key(
         "VISITOR_IDLE_TIMEOUT",
         _integer(30, 86400),
         "600",

@@ -50,6 +50,7 @@ CASES: dict[str, tuple[tuple[str, Any], tuple[str, str]]] = {
     "LOGIN_FAILURE_WINDOW": (("60", 60), ("86401", "out of range")),
     "CHAT_ACCEPT_TIMEOUT": (("45", 45), ("0", "out of range")),
     "OPERATOR_GRACE": (("0", 0), ("3601", "out of range")),
+    "ORPHAN_SWEEP_INTERVAL": (("1", 1), ("0", "out of range")),
     "VISITOR_IDLE_TIMEOUT": (("300", 300), ("29", "out of range")),
     "MAX_MESSAGE_LENGTH": (("10", 10), ("0", "out of range")),
     "MAX_VISITORS_PER_LICENCE": (("100", 100), ("9", "out of range")),
