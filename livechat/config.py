@@ -738,7 +738,18 @@ def _keys() -> Iterator[Key]:
         "API_MAX_BODY",
         _integer(1024, 64 * 1048576),
         "1048576",
-        "Largest REST API request body, in bytes; a larger one is refused with 413.",
+        "Largest REST API request body, in bytes; a larger one is refused with 413. "
+        "Also the largest message on the connector's WebSocket (closed with 1009).",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "CONNECTOR_SEND_BUFFER",
+        _integer(4096, 256 * 1048576),
+        "1048576",
+        "Bytes of notifications that may wait for a connector WebSocket that "
+        "reads too slowly; beyond it the connection is cut (the app resumes "
+        "from the transcript; its webhooks keep every event).",
         live=True,
         section=s,
     )

@@ -5,7 +5,8 @@ of the licence, with a stable visitor id derived from app + consumer, and
 their conversations are ordinary chats of the core, routed to agents like
 any web chat.  Nothing here knows a wire: L{ConnectorHandler.handle} takes a
 request dict and returns C{(HTTP status, response dict)}; the HTTPS
-endpoint (L{livechat.api}) calls it, and a WebSocket adapter can too.
+endpoint (L{livechat.api}) calls it, and so does the connector's WebSocket
+(L{livechat.protocols.connectorws}), which also hears the conversation live.
 
 Requests (C{{"kind": "req", "id", "type", "body"}}):
 
@@ -68,16 +69,28 @@ class ConnectorRefused(Exception):
 
 
 @implementer(IChannel)
-class _QuietChannel:
+class ConsumerChannel:
     """
-    The HTTPS connector's channel: agents' events go out by webhook, not
-    here; it only notices the conversation closing, to let the visitor go.
+    The channel of a consumer's visitor session.  Agents' events go out by
+    the app's webhooks in any case; when the consumer's requests come over
+    the connector's WebSocket, its C{listener} (C{listener.notify(message)
+    -> bool}, False once the WebSocket is gone) gets them live as well.  It
+    notices the conversation closing, to let the visitor go.
     """
 
     def __init__(self, onClosed: Any = None) -> None:
         self._onClosed = onClosed
+        self.listener: Any = None
 
     def deliver(self, message: dict[str, Any]) -> None:
+        if self.listener is not None:
+            try:
+                alive = self.listener.notify(message)
+            except Exception:
+                ConnectorHandler._log.failure("connector listener failed")
+                alive = False
+            if not alive:
+                self.listener = None
         if (
             self._onClosed is not None
             and message.get("type") == "chat.event"
@@ -116,8 +129,13 @@ class ConnectorHandler:
         consumerId: Any,
         request: Any,
         address: str = "",
-        channelFactory: Any = None,
+        listener: Any = None,
     ) -> tuple[int, dict[str, Any]]:
+        """
+        Serve one request of C{consumerId} of app C{appId}: C{(HTTP status,
+        answer)}.  C{listener}: the WebSocket the request came by, which from
+        now on hears the consumer's conversation live (L{ConsumerChannel}).
+        """
         reqId: Any = None
         try:
             if not isinstance(request, dict):
@@ -152,7 +170,9 @@ class ConnectorHandler:
             lock = self._locks.setdefault(key, defer.DeferredLock())
             await lock.acquire()
             try:
-                session = await self._session(licence, visitorId, address, channelFactory)
+                session = await self._session(licence, visitorId, address)
+                if listener is not None and isinstance(session.channel, ConsumerChannel):
+                    session.channel.listener = listener
                 try:
                     result = await self._dispatch(session, kind, body)
                 finally:
@@ -172,9 +192,7 @@ class ConnectorHandler:
             return _HTTP.get(code, 400), {"reqId": reqId, "code": code, "body": {"msg": e.message}}
         return 200, {"reqId": reqId, "code": "OK", "body": result}
 
-    async def _session(
-        self, licence: int, visitorId: str, address: str, channelFactory: Any
-    ) -> Any:
+    async def _session(self, licence: int, visitorId: str, address: str) -> Any:
         session = self._sessions.get((licence, visitorId))
         if session is not None and not session.closed:
             return session
@@ -186,12 +204,9 @@ class ConnectorHandler:
         if len(self._sessions) >= self.maxSessions:
             raise ConnectorRefused("UNAVAILABLE", "too many open connector conversations")
         key = (licence, visitorId)
-        if channelFactory is not None:
-            channel = channelFactory()
-        else:
-            # After the CloseEvent is delivered the session stops following
-            # the chat; then (next turn) it is let go unless a request holds it.
-            channel = _QuietChannel(lambda: self.core.clock.callLater(0, self._closed, key))
+        # After the CloseEvent is delivered the session stops following
+        # the chat; then (next turn) it is let go unless a request holds it.
+        channel = ConsumerChannel(lambda: self.core.clock.callLater(0, self._closed, key))
         session = self.core.connectVisitor(licence, visitorId, channel, address=address)
         await session.start()
         self._sessions[(licence, visitorId)] = session

@@ -112,6 +112,7 @@ CASES.update(
         "API_RATE": (("5", 5), ("0", "out of range")),
         "API_BURST": (("10", 10), ("0", "out of range")),
         "API_MAX_BODY": (("2048", 2048), ("10", "out of range")),
+        "CONNECTOR_SEND_BUFFER": (("65536", 65536), ("4095", "out of range")),
     }
 )
 for _event in C.EVENT_NAMES:

@@ -189,6 +189,15 @@ class ApiResource(resource.Resource):
         return self.parts.config
 
     def render(self, request: server.Request) -> Any:
+        upgrade = self.services.get("connectorWebSocket")
+        if (
+            upgrade is not None
+            and len(request.postpath) == 4
+            and request.postpath[0] == b"apps"
+            and request.postpath[2:] == [b"connector", b"ws"]
+        ):
+            # /api/v1/apps/{appId}/connector/ws: the connector's WebSocket.
+            return upgrade.render(request)
         d = defer.ensureDeferred(self._serve(request))
         gone: list[bool] = []
 
@@ -295,7 +304,10 @@ class ApiResource(resource.Resource):
                 "send Authorization: Bearer <API key>",
                 headers={"WWW-Authenticate": 'Bearer realm="livechat"'},
             )
-        token = token.strip()
+        return await self.authenticateToken(token.strip(), scope)
+
+    async def authenticateToken(self, token: str, scope: str) -> Principal:
+        """The principal of an API key allowed C{scope} (rate limited), else L{ApiError}."""
         serverKey = self.config()["SERVER_API_KEY"]
         principal: Principal | None = None
         if serverKey and hmac.compare_digest(token.encode(), serverKey.encode()):

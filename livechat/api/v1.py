@@ -1701,4 +1701,7 @@ def makeResource(parts: Any) -> ApiResource:
     api = ApiResource(parts, ROUTES, parts.reactor)
     api.services["hooks"] = HookStore(parts.store.db, parts.reactor)
     api.services["connector"] = ConnectorHandler(parts.core)
+    from livechat.protocols.connectorws import makeConnectorWebSocket
+
+    api.services["connectorWebSocket"] = makeConnectorWebSocket(api)
     return api

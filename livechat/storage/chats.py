@@ -313,6 +313,47 @@ def appendEvents_txn(
     return after, stored, logged
 
 
+AppendRequest = tuple[int, Any, int, dict[str, Any]]
+"""One L{appendEvents_txn} call for L{appendBatch_txn}: chat id, events, nowMS, options."""
+
+
+def appendBatch_txn(txn: Txn, requests: Sequence[AppendRequest]) -> list[tuple[bool, Any]]:
+    """
+    Several L{appendEvents_txn} calls in one transaction (group commit),
+    each in a savepoint of its own: a request refused (a closed chat, a
+    participant who left) is undone alone and the others still commit.
+
+    Requests run in the order given, so the appends of one chat keep their
+    order.  An error that spoils the whole transaction (a deadlock, a lost
+    connection: the engine's retryable and connection errors) is raised, and
+    the caller runs the whole batch again.
+
+    @return: per request, C{(True, appendEvents_txn's result)} or
+        C{(False, the exception)}.
+    """
+    if len(requests) == 1:
+        chatId, events, nowMS, options = requests[0]
+        return [(True, appendEvents_txn(txn, chatId, events, nowMS, **options))]
+    txn.begin()
+    outcomes: list[tuple[bool, Any]] = []
+    for chatId, events, nowMS, options in requests:
+        txn.savepoint("lc_append")
+        try:
+            result = appendEvents_txn(txn, chatId, events, nowMS, **options)
+        except Exception as e:
+            if txn.engine.isRetryable(e) or txn.engine.isConnectionError(e):
+                raise
+            try:
+                txn.rollbackToSavepoint("lc_append")
+            except Exception:
+                raise e from None
+            outcomes.append((False, e))
+        else:
+            txn.releaseSavepoint("lc_append")
+            outcomes.append((True, result))
+    return outcomes
+
+
 def eventsAfter_txn(txn: Txn, chatId: int, afterSeq: int, limit: int) -> list[StoredEvent]:
     rows = txn.query(
         "SELECT chat_id, seq, created_at, type, originator, role, body FROM {chat_events} "

@@ -121,6 +121,29 @@ class Txn:
             self.engine.convertPlaceholders(sql), tuple(keys.values()) + tuple(values.values())
         )
 
+    def begin(self) -> None:
+        """
+        Open the transaction now if it is not open yet.  sqlite's driver
+        begins one only before a write, and a SAVEPOINT outside a
+        transaction would become the transaction (its RELEASE a commit).
+        """
+        if self.engine.name == "sqlite":
+            raw = self._txn._connection._connection
+            if not raw.in_transaction:
+                self._txn.execute("BEGIN")
+
+    def savepoint(self, name: str) -> None:
+        """Mark a point this transaction can roll back to (after L{begin})."""
+        self._txn.execute(f"SAVEPOINT {name}")
+
+    def releaseSavepoint(self, name: str) -> None:
+        self._txn.execute(f"RELEASE SAVEPOINT {name}")
+
+    def rollbackToSavepoint(self, name: str) -> None:
+        """Undo what was done since the savepoint, and forget it."""
+        self._txn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+        self._txn.execute(f"RELEASE SAVEPOINT {name}")
+
     def commitNow(self) -> None:
         """Commit what is done so far (MariaDB migrations, whose DDL commits anyway)."""
         self._txn._connection.commit()
@@ -227,6 +250,21 @@ class Database:
             return f"sqlite in {self.directory}"
         a = self._mysqlArgs
         return f"MariaDB {a['user']}@{a['host']}:{a['port']}/{self.globalName}"
+
+    @property
+    def appendBatching(self) -> tuple[int, int]:
+        """
+        How a licence's chat appends are grouped (L{AppendBatcher}): the
+        largest batch, and how many batches may run at once.  One at a time
+        on both engines: two transactions of appends running together could
+        store two appends of one chat in the other order than they were
+        asked (a client that sends twice without waiting must see its order
+        kept).  MariaDB's batches are smaller, as every statement there is a
+        round trip and a batch holds its chats' row locks until it commits.
+        """
+        if self.engine.name == "sqlite":
+            return 256, 1
+        return 64, 1
 
     def _licenceScope(self, licence: int) -> Scope:
         scope = self._scopes.get(licence)

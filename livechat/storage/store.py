@@ -5,11 +5,12 @@ L{SqlStore}: L{IStore} on adbapi, for sqlite and MariaDB alike.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from livechat.interfaces import ILicenceStore, IStore
@@ -22,6 +23,74 @@ from livechat.storage.errors import Conflict, NotFound
 
 def _nowMS(clock: Any) -> int:
     return int(clock.seconds() * 1000)
+
+
+class AppendBatcher:
+    """
+    Group commit of one licence's chat appends.
+
+    An append that finds no transaction of appends running starts one at
+    once (no added latency when the load is light); the appends that arrive
+    while it runs wait and then go together, in arrival order, in the next
+    transaction (L{chats.appendBatch_txn}), at most C{maxBatch} at a time.
+    Under load the cost of a commit (and of a hop to the database thread) is
+    shared by a whole batch; every caller still hears only after the commit.
+
+    A batch takes its chats' row locks in chat id order (a stable sort keeps
+    each chat's appends in arrival order), so it cannot deadlock with
+    another node's batch.  C{concurrency} batches may run at once; more than
+    one gives up the order of one chat's appends between batches
+    (L{Database.appendBatching} keeps it at one).
+    """
+
+    def __init__(
+        self, db: Database, licence: int, maxBatch: int = 256, concurrency: int = 1
+    ) -> None:
+        self.db = db
+        self.licence = licence
+        self.maxBatch = maxBatch
+        self.concurrency = concurrency
+        self._waiting: list[tuple[chats.AppendRequest, defer.Deferred[Any]]] = []
+        self._running = 0
+
+    @property
+    def idle(self) -> bool:
+        return not self._running and not self._waiting
+
+    def append(self, request: chats.AppendRequest) -> defer.Deferred[Any]:
+        d: defer.Deferred[Any] = defer.Deferred()
+        self._waiting.append((request, d))
+        if self._running < self.concurrency:
+            self._next()
+        return d
+
+    def _next(self) -> None:
+        batch = self._waiting[: self.maxBatch]
+        del self._waiting[: self.maxBatch]
+        batch.sort(key=lambda item: item[0][0])
+        self._running += 1
+        ran = self.db.runLicence(
+            self.licence, "append events", chats.appendBatch_txn, [r for r, _ in batch]
+        )
+        ran.addBoth(self._ran, [d for _, d in batch])
+
+    def _ran(self, result: Any, waiting: list[defer.Deferred[Any]]) -> None:
+        # Still "running" while the callers hear: what they append at once
+        # joins the next batch instead of starting a batch of one.
+        try:
+            if isinstance(result, Failure):
+                for d in waiting:
+                    d.errback(result)
+            else:
+                for d, (ok, value) in zip(waiting, result):
+                    if ok:
+                        d.callback(value)
+                    else:
+                        d.errback(Failure(value))
+        finally:
+            self._running -= 1
+            while self._waiting and self._running < self.concurrency:
+                self._next()
 
 
 @implementer(IStore)
@@ -41,6 +110,19 @@ class SqlStore:
         self.db = Database(url, reactor, maxOpenLicences=maxOpenLicences)
         self.dialect = self.db.engine.name
         self._licences: dict[int, SqlLicenceStore] = {}
+        self._batchers: dict[int, AppendBatcher] = {}
+
+    def batcher(self, licence: int) -> AppendBatcher:
+        """The one L{AppendBatcher} of C{licence} (idle ones are dropped now and then)."""
+        batcher = self._batchers.get(licence)
+        if batcher is None:
+            if len(self._batchers) > 1000:
+                self._batchers = {n: b for n, b in self._batchers.items() if not b.idle}
+            maxBatch, concurrency = self.db.appendBatching
+            batcher = self._batchers[licence] = AppendBatcher(
+                self.db, licence, maxBatch=maxBatch, concurrency=concurrency
+            )
+        return batcher
 
     def _now(self) -> int:
         return _nowMS(self._reactor)
@@ -259,7 +341,7 @@ class SqlStore:
     def forLicence(self, number: int) -> SqlLicenceStore:
         store = self._licences.get(number)
         if store is None:
-            store = SqlLicenceStore(self.db, number, self._reactor)
+            store = SqlLicenceStore(self.db, number, self._reactor, self.batcher)
             if len(self._licences) > 10000:
                 self._licences.clear()
             self._licences[number] = store
@@ -270,10 +352,17 @@ class SqlStore:
 class SqlLicenceStore:
     """One licence's database; every query runs in that database only."""
 
-    def __init__(self, db: Database, licence: int, clock: Any) -> None:
+    def __init__(
+        self,
+        db: Database,
+        licence: int,
+        clock: Any,
+        batcher: Callable[[int], AppendBatcher] | None = None,
+    ) -> None:
         self.db = db
         self.licence = licence
         self._clock = clock
+        self._batcher = batcher
 
     def _run(self, desc: str, func: Any, *args: Any) -> defer.Deferred[Any]:
         return self.db.runLicence(self.licence, desc, func, *args)
@@ -328,15 +417,12 @@ class SqlLicenceStore:
     def appendEvents(
         self, chat_id: int, events: Sequence[EventDraft], **kw: Any
     ) -> defer.Deferred[tuple[Chat, list[StoredEvent], list[DomainEvent]]]:
-        return self.db.runLicence(
-            self.licence,
-            "append events",
-            chats.appendEvents_txn,
-            chat_id,
-            events if callable(events) else list(events),
-            _nowMS(self._clock),
-            **kw,
-        )
+        request = (chat_id, events if callable(events) else list(events), _nowMS(self._clock), kw)
+        if self._batcher is None:
+            return self.db.runLicence(
+                self.licence, "append events", chats.appendBatch_txn, [request]
+            ).addCallback(lambda outcomes: outcomes[0][1])
+        return self._batcher(self.licence).append(request)
 
     def eventsAfter(
         self, chat_id: int, after_seq: int, limit: int = 1000

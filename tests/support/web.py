@@ -381,6 +381,7 @@ def connectWS(
     origin: str | None,
     protocol: Any = WSClient,
     options: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> defer.Deferred[WSClient]:
     """
     Open a WebSocket on a real socket; fires with the client once the
@@ -392,7 +393,7 @@ def connectWS(
     from autobahn.twisted.websocket import WebSocketClientFactory
     from twisted.internet.endpoints import TCP4ClientEndpoint
 
-    factory = WebSocketClientFactory(url, origin=origin)
+    factory = WebSocketClientFactory(url, origin=origin, headers=headers)
     factory.protocol = protocol
     if options:
         factory.setProtocolOptions(**options)

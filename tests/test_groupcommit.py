@@ -1,0 +1,233 @@
+"""
+Group commit of chat appends (L{livechat.storage.store.AppendBatcher} and
+L{livechat.storage.chats.appendBatch_txn}) on sqlite and MariaDB: appends
+that arrive together share a transaction, each keeps its own answer, a
+refused one is undone alone, and a spoiled transaction is run again whole.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from livechat.model import ChatKind, ChatStatus, Licence
+from livechat.storage import chats
+from livechat.storage.chats import EventDraft, NotParticipant, WrongState
+from tests.support.db import DialectMixin, bothDialects
+
+OPEN = [ChatStatus.REQUESTED, ChatStatus.ACTIVE]
+
+
+def draft(text: str, who: str = "visitor:v1") -> EventDraft:
+    return EventDraft(
+        originator=who,
+        role="CONSUMER",
+        name="V",
+        event={"type": "ContentEvent", "message": text},
+    )
+
+
+class GroupCommitMixin(DialectMixin):
+    @defer.inlineCallbacks
+    def setUp(self) -> Any:
+        self.url = self.databaseURL()
+        self.store = yield self.openStore(self.url)
+        yield self.store.createLicence(Licence(number=100))
+        self.licence = self.store.forLicence(100)
+        self.transactions: list[int] = []
+        real = self.store.db.runLicence
+
+        def counting(licence: int, desc: str, func: Any, *args: Any, **kw: Any) -> Any:
+            if func is chats.appendBatch_txn:
+                self.transactions.append(len(args[0]))
+            return real(licence, desc, func, *args, **kw)
+
+        self.patch(self.store.db, "runLicence", counting)
+
+    @defer.inlineCallbacks
+    def newChat(self, visitor: str = "visitor:v1") -> Any:
+        chat, _, _ = yield self.licence.createChat(
+            kind=ChatKind.VISITOR,
+            status=ChatStatus.ACTIVE,
+            visitor_id="visitor-0001",
+            participants=[(visitor, "CONSUMER")],
+        )
+        return chat
+
+    @defer.inlineCallbacks
+    def test_togetherInFewTransactions(self) -> Any:
+        """
+        Forty appends to four chats, asked at once: the first runs alone,
+        the rest wait and share the next transaction; every caller gets its
+        own event, and each chat's sequences are 1..10 in the order asked.
+        """
+        chatList = []
+        for _ in range(4):
+            chatList.append((yield self.newChat()))
+        calls = []
+        for n in range(10):
+            for chat in chatList:
+                calls.append(
+                    self.licence.appendEvents(chat.id, [draft(f"{chat.id}-{n}")], require=OPEN)
+                )
+        results = yield defer.gatherResults(calls)
+        # The first (two on MariaDB) run alone at once, the rest in batches.
+        maxBatch, concurrency = self.store.db.appendBatching
+        self.assertEqual(sum(self.transactions), 40)
+        self.assertEqual(self.transactions[:concurrency], [1] * concurrency)
+        self.assertEqual(len(self.transactions), concurrency + -(-(40 - concurrency) // maxBatch))
+        for (chat_, stored, _), n in zip(results, range(40)):
+            chat = chatList[n % 4]
+            self.assertEqual(stored[0].chat_id, chat.id)
+            self.assertEqual(stored[0].event["message"], f"{chat.id}-{n // 4}")
+            self.assertEqual(stored[0].seq, n // 4 + 1)
+            self.assertEqual(chat_.last_seq, n // 4 + 1)
+        for chat in chatList:
+            events = yield self.licence.eventsAfter(chat.id, 0)
+            self.assertEqual([e.seq for e in events], list(range(1, 11)))
+            self.assertEqual(
+                [e.event["message"] for e in events], [f"{chat.id}-{n}" for n in range(10)]
+            )
+
+    @defer.inlineCallbacks
+    def test_refusedAlone(self) -> Any:
+        """
+        In one batch: an append to a closed chat and one by a stranger are
+        refused with their own errors and leave nothing; the others commit.
+        """
+        first = yield self.newChat()
+        open_ = yield self.newChat()
+        closed = yield self.newChat()
+        yield self.licence.appendEvents(
+            closed.id, [draft("bye")], update={"status": ChatStatus.CLOSED}
+        )
+        self.transactions.clear()
+        blocker = self.licence.appendEvents(first.id, [draft("first")], require=OPEN)
+        wrong = self.licence.appendEvents(closed.id, [draft("late")], require=OPEN)
+        good = self.licence.appendEvents(open_.id, [draft("hello")], require=OPEN)
+        stranger = self.licence.appendEvents(
+            open_.id, [draft("intruder", "visitor:v2")], requireParticipant="visitor:v2"
+        )
+        good2 = self.licence.appendEvents(open_.id, [draft("again")], require=OPEN)
+        yield blocker
+        # They run as they come while the close is answered: batched.
+        self.assertEqual(sum(self.transactions), 5)
+        self.assertLess(len(self.transactions), 3)
+        yield self.assertFailure(wrong, WrongState)
+        yield self.assertFailure(stranger, NotParticipant)
+        (_, one, _), (_, two, _) = yield defer.gatherResults([good, good2])
+        self.assertEqual((one[0].seq, two[0].seq), (1, 2))
+        events = yield self.licence.eventsAfter(open_.id, 0)
+        self.assertEqual([e.event["message"] for e in events], ["hello", "again"])
+        events = yield self.licence.eventsAfter(closed.id, 0)
+        self.assertEqual([e.event["message"] for e in events], ["bye"])
+
+    @defer.inlineCallbacks
+    def test_refusedFirstInBatch(self) -> Any:
+        """
+        A batch whose first append (the lowest chat id) is refused, before
+        anything is written, still commits the rest (sqlite's transaction
+        is opened first, so the savepoint is not the transaction).
+        """
+        closed = yield self.newChat()
+        blockerChat = yield self.newChat()
+        other = yield self.newChat()
+        yield self.licence.appendEvents(
+            closed.id, [draft("bye")], update={"status": ChatStatus.CLOSED}
+        )
+        self.transactions.clear()
+        blocker = self.licence.appendEvents(blockerChat.id, [draft("x")])
+        wrong = self.licence.appendEvents(closed.id, [draft("late")], require=OPEN)
+        good = self.licence.appendEvents(other.id, [draft("kept")], require=OPEN)
+        yield blocker
+        yield self.assertFailure(wrong, WrongState)
+        yield good
+        self.assertEqual(sum(self.transactions), 3)
+        self.assertIn(self.transactions[-1], (2, 3))
+        # Another connection sees it: it was committed.
+        fresh = yield self.openStore(self.url)
+        events = yield fresh.forLicence(100).eventsAfter(other.id, 0)
+        self.assertEqual([e.event["message"] for e in events], ["kept"])
+
+    @defer.inlineCallbacks
+    def test_spoiledTransactionRunsAgain(self) -> Any:
+        """
+        A deadlock-like error in the middle of a batch spoils the whole
+        transaction: the batch runs again, and every append is stored once.
+        """
+        chatList = []
+        for _ in range(3):
+            chatList.append((yield self.newChat()))
+        real = chats.appendEvents_txn
+        failures = [self.retryableError()]
+
+        def flaky(txn: Any, chatId: int, *args: Any, **kw: Any) -> Any:
+            result = real(txn, chatId, *args, **kw)
+            if chatId == chatList[1].id and failures:
+                raise failures.pop()
+            return result
+
+        self.patch(chats, "appendEvents_txn", flaky)
+        blocker = self.licence.appendEvents(chatList[0].id, [draft("a0")])
+        rest = [
+            self.licence.appendEvents(chat.id, [draft(f"b{i}")]) for i, chat in enumerate(chatList)
+        ]
+        yield blocker
+        yield defer.gatherResults(rest)
+        self.assertEqual(failures, [])
+        self.assertEqual(sum(self.transactions), 4)
+        self.assertLess(len(self.transactions), 4)
+        for i, chat in enumerate(chatList):
+            events = yield self.licence.eventsAfter(chat.id, 0)
+            expected = (["a0"] if i == 0 else []) + [f"b{i}"]
+            self.assertEqual([e.event["message"] for e in events], expected)
+            self.assertEqual([e.seq for e in events], list(range(1, len(expected) + 1)))
+
+    def retryableError(self) -> Exception:
+        if self.dialect == "sqlite":
+            import sqlite3
+
+            return sqlite3.OperationalError("database is locked")
+        import pymysql
+
+        return pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock")
+
+
+globals().update(bothDialects(GroupCommitMixin, "GroupCommitTests"))
+
+
+class BatcherOrderTests(unittest.TestCase):
+    """L{AppendBatcher} without a database: batching, order, concurrency."""
+
+    def test_sortsByChatKeepingOrder(self) -> None:
+        from livechat.storage.store import AppendBatcher
+
+        ran: list[list[Any]] = []
+        pending: list[defer.Deferred[Any]] = []
+
+        class FakeDb:
+            def runLicence(self, licence: int, desc: str, func: Any, requests: Any) -> Any:
+                ran.append([(r[0], r[1]) for r in requests])
+                d: defer.Deferred[Any] = defer.Deferred()
+                pending.append(d)
+                return d
+
+        batcher = AppendBatcher(FakeDb(), 1, maxBatch=3, concurrency=1)  # type: ignore[arg-type]
+        answers: list[Any] = []
+        for chat, text in [(5, "a"), (9, "b"), (2, "c"), (9, "d"), (2, "e"), (1, "f")]:
+            batcher.append((chat, text, 0, {})).addCallbacks(
+                answers.append, lambda f: answers.append(f.value)
+            )
+        self.assertEqual(ran, [[(5, "a")]])
+        pending.pop(0).callback([(True, "A")])
+        # Three waiting ones, sorted by chat (9's b stays before 9's d).
+        self.assertEqual(ran[1], [(2, "c"), (9, "b"), (9, "d")])
+        pending.pop(0).callback([(True, "C"), (True, "B"), (True, "D")])
+        self.assertEqual(ran[2], [(1, "f"), (2, "e")])
+        pending.pop(0).callback([(True, "F"), (False, ValueError("no"))])
+        # Answered batch by batch, in each batch's (chat) order.
+        self.assertEqual(answers[:5], ["A", "C", "B", "D", "F"])
+        self.assertIsInstance(answers[5], ValueError)
+        self.assertTrue(batcher.idle)
