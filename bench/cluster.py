@@ -218,6 +218,7 @@ def runSetup(kind: str, database: str, args: argparse.Namespace, index: int) -> 
                 str(args.window),
                 str(args.seconds),
                 str(args.warmup),
+                args.routing,
             ]
         )
         procs.append(load)
@@ -257,6 +258,7 @@ def orchestrate(args: argparse.Namespace) -> None:
                 "visitors": args.visitors,
                 "window": args.window,
                 "seconds": args.seconds,
+                "routing": args.routing,
             }
         ),
         flush=True,
@@ -285,7 +287,9 @@ def orchestrate(args: argparse.Namespace) -> None:
 # -- the load generator (its own process) ---------------------------------------------
 
 
-def load(urls: list[str], visitors: int, window: int, seconds: float, warmup: float) -> None:
+def load(
+    urls: list[str], visitors: int, window: int, seconds: float, warmup: float, routing: str
+) -> None:
     sys.path.insert(0, HERE)
     sys.path.insert(0, os.path.dirname(HERE))
     from twisted.internet import defer, reactor, task
@@ -303,7 +307,9 @@ def load(urls: list[str], visitors: int, window: int, seconds: float, warmup: fl
             raise RuntimeError(str(welcome))
         joined: defer.Deferred[Any] = defer.Deferred()
         client.waiting["join"] = joined
-        answer = await client.ask("chat.request", message="hello")
+        # local: visitor i asks group i % 2 + 1, whose agent is on the node of its socket
+        group = i % len(AGENTS) + 1 if routing == "local" else None
+        answer = await client.ask("chat.request", message="hello", group=group)
         if answer.get("type") != "reply":
             raise RuntimeError(str(answer))
         await joined
@@ -377,7 +383,8 @@ def load(urls: list[str], visitors: int, window: int, seconds: float, warmup: fl
 
 def main(argv: list[str]) -> None:
     if argv and argv[0] == "load":
-        load(argv[1].split(","), int(argv[2]), int(argv[3]), float(argv[4]), float(argv[5]))
+        urls = argv[1].split(",")
+        load(urls, int(argv[2]), int(argv[3]), float(argv[4]), float(argv[5]), argv[6])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -388,6 +395,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--routing",
+        choices=("any", "local"),
+        default="any",
+        help="any: the router picks the agent (about half the chats cross nodes); "
+        "local: each visitor asks the group of the agent on its own node",
+    )
     parser.add_argument(
         "--setups", default="one,one+redis,two", help="comma-separated: one, one+redis, two"
     )

@@ -4,8 +4,9 @@
 # and the operators named in $BENCH_AGENTS (comma-separated nicks of
 # licence 100) connected in this process as echo agents: each accepts
 # every chat offered to it and answers every visitor message "m" with
-# "echo:m".  With BENCH_SETUP=1 it first creates licence 100, those
-# operators and the bench's page origin (the first node of a run does).
+# "echo:m".  With BENCH_SETUP=1 it first creates licence 100, the
+# operators of $BENCH_ALL_AGENTS (the Nth alone in group N) and the
+# bench's page origin (the first node of a run does).
 #
 #     twistd -n --pidfile= -y bench/cluster_node.tac
 
@@ -88,13 +89,18 @@ async def setUp():
             await store.createLicence(Licence(number=100))
         origins = json.dumps([os.environ.get("BENCH_ORIGIN", "http://bench.example")])
         await store.forLicence(100).setSetting("web.origins", origins)
-        for nick in os.environ.get("BENCH_ALL_AGENTS", "").split(","):
+        licenceStore = store.forLicence(100)
+        for index, nick in enumerate(os.environ.get("BENCH_ALL_AGENTS", "").split(","), 1):
             if nick and await store.getOperator(100, nick) is None:
-                await store.createOperator(
+                op = await store.createOperator(
                     100,
                     Operator(id=0, licence=0, nick=nick, operator_id=f"{nick}@bench.example"),
                     "x",
                 )
+                # Group N has agent N alone (the load generator's --routing local).
+                group = await licenceStore.createGroup(f"group of {nick}")
+                assert group.id == index, group
+                await licenceStore.setGroupMembers(group.id, [op.id])
     licence = await store.getLicence(100)
     for nick in nicks:
         op = await store.getOperator(100, nick)
