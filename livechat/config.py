@@ -464,6 +464,23 @@ def _keys() -> Iterator[Key]:
         section=s,
     )
     yield Key(
+        "IWCS_SEND_BUFFER",
+        _integer(4096, 67108864),
+        "262144",
+        "Bytes waiting for an IWCS client that does not read; beyond it the "
+        "connection is cut (the client resumes when it reconnects).",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "IWCS_MAX_VISITORS",
+        _integer(1, 1000000),
+        "1000",
+        "Visitors one IWCS control connection may follow (FOLLOW, CHAT_REQUEST) at once.",
+        live=True,
+        section=s,
+    )
+    yield Key(
         "VERIFY_KEY_FILE",
         _path,
         "",

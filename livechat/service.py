@@ -41,6 +41,7 @@ from livechat.model import AccountType, Licence, LicenceType, Operator
 from livechat.notify import EventsLogNotifier, FanoutNotifier
 from livechat.notify.webhooks import WebhookService, WebhookSettings
 from livechat.protocols.http import makePublicRoot, makeSite
+from livechat.protocols.iwcs import makeFactory as makeIwcsFactory
 from livechat.protocols.web import makeWeb, mountWeb, tuneSite
 from livechat.storage import SqlStore
 
@@ -120,6 +121,12 @@ class ListenerService(service.Service):
         if port is not None:
             return defer.maybeDeferred(port.stopListening)
         return None
+
+    def reconfigure(self, config: Config) -> None:
+        """SIGHUP: hand the configuration to the factory, if it takes it."""
+        reconfigure = getattr(self.factory, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(config)
 
     @property
     def url(self) -> str:
@@ -574,4 +581,12 @@ def makeService(
         reactor,
         "public web (widget, API, /health)",
     ).setServiceParent(root)
+    if config["IWCS_LISTEN"]:
+        ListenerService(
+            "iwcs",
+            config["IWCS_LISTEN"],
+            makeIwcsFactory(parts, reactor, web.reception),
+            reactor,
+            "IWCS (agent applications, controls)",
+        ).setServiceParent(root)
     return root

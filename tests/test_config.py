@@ -59,6 +59,8 @@ CASES: dict[str, tuple[tuple[str, Any], tuple[str, str]]] = {
     "IWCS_MAX_ERRORS": (("3", 3), ("0", "out of range")),
     "IWCS_RATE": (("10", 10), ("0", "out of range")),
     "IWCS_BURST": (("10", 10), ("x", "whole number")),
+    "IWCS_SEND_BUFFER": (("4096", 4096), ("4095", "out of range")),
+    "IWCS_MAX_VISITORS": (("1", 1), ("0", "out of range")),
     "VERIFY_KEY_FILE": (
         ("/etc/livechat/lc_verify_pub.key", "/etc/livechat/lc_verify_pub.key"),
         None,

@@ -447,6 +447,33 @@ class AgentActionsMixin(CoreMixin):
         yield self.assertFailure(sc.join(chatId), CoreError)
 
     @defer.inlineCallbacks
+    def test_transferBackAfterLeaving(self) -> Any:
+        """
+        A colleague who joined and left a conference and is then given the
+        chat by transfer follows it again: the old LeaveEvent in the backlog
+        replayed to them does not stop the feed, so they can act on it.
+        """
+        a = yield self.operator(nick="ann")
+        c = yield self.operator(nick="cid")
+        sa, ca = yield self.connectOperator(a)
+        sc, cc = yield self.connectOperator(c, status=OperatorStatus.AWAY)
+        v, vchan = yield self.connectVisitor()
+        chatId = yield self.activeChat(v, vchan, sa, ca, "question")
+        yield sa.invite(chatId, c.id)
+        yield sc.join(chatId)
+        yield sc.leave(chatId)
+        yield cc.next(isEvent("LeaveEvent", chatId))
+        self.assertNotIn(chatId, sc.feeds)
+        yield sa.transfer(chatId, toOperator=c.id)
+        yield cc.next(isType("chat.opened", chatId=chatId))
+        yield sc.feeds[chatId].whenReady()
+        self.assertIn(chatId, sc.feeds)
+        yield v.send(chatId, "still there?")
+        yield cc.next(isEvent("ContentEvent", chatId, message="still there?"))
+        yield sc.close(chatId)
+        yield vchan.next(isEvent("CloseEvent", chatId))
+
+    @defer.inlineCallbacks
     def test_proactiveInvitation(self) -> Any:
         """
         An operator invites a visitor: the visitor sees the invitation,

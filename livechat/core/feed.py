@@ -66,6 +66,11 @@ class ChatFeed:
         for d in waiting:
             d.callback(None)
 
+    @property
+    def ready(self) -> bool:
+        """Whether the backlog given at start has been delivered."""
+        return self._ready
+
     def whenReady(self) -> defer.Deferred[None]:
         """Fires once the backlog given at start has been delivered."""
         if self._ready:

@@ -159,6 +159,7 @@ class _Session:
         self.channel = channel
         self.feeds: dict[int, ChatFeed] = {}
         self._listening: list[tuple[str, Callable[[dict[str, Any]], None]]] = []
+        self._leftInBacklog: set[int] = set()
         self.closed = False
 
     # -- delivery ------------------------------------------------------------------
@@ -185,9 +186,22 @@ class _Session:
         if message.get("type") != "chat.event" or "sequence" not in message:
             return
         event = message["event"]
-        mine = event.get("participant", {}).get("id") == self.ref
-        if event["type"] == E.CLOSE or (event["type"] == E.LEAVE and mine):
-            self.unwatch(message["chatId"])
+        chatId = message["chatId"]
+        if event["type"] == E.CLOSE:
+            self.unwatch(chatId)
+            return
+        if event.get("participant", {}).get("id") != self.ref:
+            return
+        feed = self.feeds.get(chatId)
+        if event["type"] == E.LEAVE:
+            if feed is not None and not feed.ready:
+                # In the backlog: a later join (a transfer back to us) may
+                # follow; decided once the backlog is out (see watch).
+                self._leftInBacklog.add(chatId)
+            else:
+                self.unwatch(chatId)
+        elif event["type"] == E.JOIN:
+            self._leftInBacklog.discard(chatId)
 
     async def watch(self, chatId: int, afterSeq: int = 0) -> None:
         """Follow a chat from C{afterSeq}: the backlog, then live events."""
@@ -209,6 +223,9 @@ class _Session:
         self.feeds[chatId] = feed
         await self._listen(chatChannel(self.licence, chatId), self._onChatMessage)
         await feed.start()
+        if chatId in self._leftInBacklog:
+            self._leftInBacklog.discard(chatId)
+            self.unwatch(chatId)
 
     def unwatch(self, chatId: int) -> None:
         feed = self.feeds.pop(chatId, None)
