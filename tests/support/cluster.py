@@ -31,11 +31,13 @@ from twisted.internet import defer, reactor, task, threads
 from twisted.trial import unittest
 
 from livechat.auth import PasswordHasher
-from livechat.model import AccountType, Licence, Operator
+from livechat.client import IwcsClientFactory
+from livechat.model import AccountType, Licence, Operator, OperatorStatus
 from livechat.storage import SqlStore
 from tests.support import services
 from tests.support.db import _dropDatabases
 from tests.support.http import request
+from tests.support.iwcs import RecordingClient
 from tests.support.process import ServerProcess
 from tests.support.web import WSClient, connectWS, postJSON
 
@@ -105,6 +107,11 @@ class Node:
     def wsURL(self) -> str:
         return f"ws://127.0.0.1:{self.httpPort}/ws?licence={LICENCE}"
 
+    def iwcsEndpoint(self) -> Any:
+        from twisted.internet.endpoints import TCP4ClientEndpoint
+
+        return TCP4ClientEndpoint(reactor, "127.0.0.1", self.iwcsPort, timeout=10)
+
     @property
     def pid(self) -> int:
         assert self.process is not None
@@ -140,7 +147,7 @@ class Haproxy:
         """etc/haproxy.cfg with this test's addresses; the file's path."""
         from tests.support.tls import selfSignedPEM
 
-        pem = os.path.join(self.directory, "haproxy.pem")
+        pem = self.pem = os.path.join(self.directory, "haproxy.pem")
         with open(pem, "wb") as f:
             f.write(selfSignedPEM())
         with open(os.path.join(ROOT, "etc", "haproxy.cfg")) as f:
@@ -153,10 +160,29 @@ class Haproxy:
     def start(self) -> None:
         self.process = ServerProcess.spawn(self.testcase, [self.binary, "-db", "-f", self.config])
 
+    def iwcsEndpoint(self) -> Any:
+        """IWCS through haproxy: TLS (terminated by haproxy) to its IWCS frontend."""
+        from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
+        from twisted.internet.ssl import Certificate, optionsForClientTLS
+
+        with open(self.pem, "rb") as f:
+            authority = Certificate.loadPEM(f.read())
+        return wrapClientTLS(
+            optionsForClientTLS("localhost", trustRoot=authority),
+            TCP4ClientEndpoint(reactor, "127.0.0.1", self.iwcsPort, timeout=10),
+        )
+
     def serverDown(self, server: str, timeout: float = 30.0) -> defer.Deferred[Any]:
-        """Fires when haproxy reports the HTTP backend's C{server} DOWN."""
+        """Fires when haproxy has taken C{server} out of both backends (HTTP and IWCS)."""
         assert self.process is not None
-        return self.process.waitFor(rf"Server livechat_http/{server} is DOWN", timeout)
+        return until(
+            lambda: all(
+                f"Server {backend}/{server} is DOWN" in self.process.output  # type: ignore[union-attr]
+                for backend in ("livechat_http", "livechat_iwcs")
+            ),
+            f"haproxy taking {server} out",
+            timeout,
+        )
 
 
 def rewriteHaproxy(text: str, haproxy: Haproxy, nodes: list[Node], pem: str) -> str:
@@ -345,6 +371,33 @@ class Cluster:
         assert process is not None
         return process.kill()
 
+    # -- agents (IWCS, livechat.client) ----------------------------------------------
+
+    def agentFactory(
+        self, nick: str = "anna", status: OperatorStatus | None = None
+    ) -> IwcsClientFactory:
+        """
+        The agent's client state (credentials, last sequence per chat): a
+        new connection made with it resumes where the last one stopped.
+        """
+        op, password = self.operators[nick]
+        return IwcsClientFactory(
+            LICENCE,
+            nick=op.nick,
+            password=password,
+            protocol=RecordingClient,
+            status=status,
+            clock=task.Clock(),  # no keep-alive PINGs: the test is short
+        )
+
+    @defer.inlineCallbacks
+    def agent(self, factory: IwcsClientFactory, endpoint: Any) -> Any:
+        """Connect C{factory} once through C{endpoint}; fires with the logged-in client."""
+        client = yield endpoint.connect(factory)
+        self.testcase.addCleanup(_hangUp, client)
+        yield client.loggedIn().addTimeout(30, reactor)
+        return client
+
     # -- visitors -------------------------------------------------------------------
 
     @defer.inlineCallbacks
@@ -368,4 +421,13 @@ class Cluster:
         if welcome.get("type") != "welcome":
             raise AssertionError(f"hello refused: {welcome}")
         client.token = token  # type: ignore[attr-defined]
+        client.welcome = welcome  # type: ignore[attr-defined]
         return client, welcome
+
+
+def _hangUp(client: RecordingClient) -> Any:
+    client.factory.stopping = True
+    if not client.gone and client.transport is not None:
+        client.transport.abortConnection()
+        return client.lost
+    return None
