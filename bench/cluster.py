@@ -219,6 +219,7 @@ def runSetup(kind: str, database: str, args: argparse.Namespace, index: int) -> 
                 str(args.seconds),
                 str(args.warmup),
                 args.routing,
+                args.relay,
             ]
         )
         procs.append(load)
@@ -259,6 +260,7 @@ def orchestrate(args: argparse.Namespace) -> None:
                 "window": args.window,
                 "seconds": args.seconds,
                 "routing": args.routing,
+                "relay": args.relay,
             }
         ),
         flush=True,
@@ -288,7 +290,13 @@ def orchestrate(args: argparse.Namespace) -> None:
 
 
 def load(
-    urls: list[str], visitors: int, window: int, seconds: float, warmup: float, routing: str
+    urls: list[str],
+    visitors: int,
+    window: int,
+    seconds: float,
+    warmup: float,
+    routing: str,
+    what: str,
 ) -> None:
     sys.path.insert(0, HERE)
     sys.path.insert(0, os.path.dirname(HERE))
@@ -316,6 +324,9 @@ def load(
         return client, answer["result"]["chatId"]
 
     def drive(client: Client, chatId: int) -> None:
+        if what == "state":
+            driveStates(client, chatId)
+            return
         sentAt: dict[str, float] = {}
         counter = [0]
 
@@ -335,15 +346,38 @@ def load(
                 return False
             t0 = sentAt.pop(text[5:], None)
             if t0 is not None:
-                if state["measuring"]:
-                    state["done"] += 1
-                    state["latencies"].append(time.monotonic() - t0)
+                done(t0)
                 send()
             return True
 
         client.onEvent = onEvent
         for _ in range(window):
             send()
+
+    def driveStates(client: Client, chatId: int) -> None:
+        """Typing states (relayed, never stored), one in flight per visitor."""
+        sentAt = [0.0]
+        states = ("COMPOSING", "PAUSE")
+
+        def send() -> None:
+            sentAt[0] = time.monotonic()
+            state = states[client.n % 2]
+            client.ask("chat.state", chatId=chatId, state=state)
+
+        def onEvent(payload: bytes) -> bool:
+            if b'"ChatStateEvent"' not in payload or b'"originatorId":"op:' not in payload:
+                return False
+            done(sentAt[0])
+            send()
+            return True
+
+        client.onEvent = onEvent
+        send()
+
+    def done(t0: float) -> None:
+        if state["measuring"]:
+            state["done"] += 1
+            state["latencies"].append(time.monotonic() - t0)
 
     async def run(_: Any) -> None:
         sem = defer.DeferredSemaphore(20)
@@ -368,7 +402,7 @@ def load(
             json.dumps(
                 {
                     "round_trips_per_s": round(state["done"] / took),
-                    "stored_per_s": round(2 * state["done"] / took),
+                    "stored_per_s": round(2 * state["done"] / took) if what == "message" else 0,
                     "p50_ms": pct(0.50) if latencies else None,
                     "p99_ms": pct(0.99) if latencies else None,
                     "visitors": visitors,
@@ -384,7 +418,7 @@ def load(
 def main(argv: list[str]) -> None:
     if argv and argv[0] == "load":
         urls = argv[1].split(",")
-        load(urls, int(argv[2]), int(argv[3]), float(argv[4]), float(argv[5]), argv[6])
+        load(urls, int(argv[2]), int(argv[3]), float(argv[4]), float(argv[5]), argv[6], argv[7])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -395,6 +429,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--relay",
+        choices=("message", "state"),
+        default="message",
+        help="message: chat messages (stored, then relayed); state: typing states "
+        "(relayed only, one in flight per visitor), the fan-out without the database",
+    )
     parser.add_argument(
         "--routing",
         choices=("any", "local"),

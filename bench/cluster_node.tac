@@ -3,8 +3,8 @@
 # REDIS=$BENCH_REDIS (empty: one node, in-memory bus), HTTP on $BENCH_PORT,
 # and the operators named in $BENCH_AGENTS (comma-separated nicks of
 # licence 100) connected in this process as echo agents: each accepts
-# every chat offered to it and answers every visitor message "m" with
-# "echo:m".  With BENCH_SETUP=1 it first creates licence 100, the
+# every chat offered to it, answers every visitor message "m" with
+# "echo:m" and every typing state with the same state.  With BENCH_SETUP=1 it first creates licence 100, the
 # operators of $BENCH_ALL_AGENTS (the Nth alone in group N) and the
 # bench's page origin (the first node of a run does).
 #
@@ -67,11 +67,15 @@ class EchoAgent:
         kind = message.get("type")
         if kind == "chat.offered":
             self.session.accept(message["chatId"]).addErrback(self.failed)
-        elif kind == "chat.event" and message["event"]["type"] == "ContentEvent":
-            if message["originatorMetadata"]["role"] == "CONSUMER":
-                text = "echo:" + message["event"]["message"]
+        elif kind == "chat.event" and message["originatorMetadata"]["role"] == "CONSUMER":
+            event = message["event"]
+            if event["type"] == "ContentEvent":
+                text = "echo:" + event["message"]
                 self.session.send(message["chatId"], text).addErrback(self.failed)
                 self.echoed += 1
+            elif event["type"] == "ChatStateEvent":
+                state = event["chatState"]
+                self.session.chatState(message["chatId"], state).addErrback(self.failed)
 
     def failed(self, failure):
         self.log.failure("bench agent", failure)
