@@ -427,7 +427,8 @@ class Cluster:
 
 def _hangUp(client: RecordingClient) -> Any:
     client.factory.stopping = True
-    if not client.gone and client.transport is not None:
-        client.transport.abortConnection()
+    transport: Any = client.transport
+    if not client.gone and transport is not None:
+        transport.abortConnection()
         return client.lost
     return None
