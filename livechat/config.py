@@ -314,6 +314,15 @@ def _keys() -> Iterator[Key]:
         section=s,
     )
     yield Key(
+        "PRESENCE_TTL",
+        _integer(3, 3600),
+        "30",
+        "With REDIS: seconds an operator's presence and routing availability live in "
+        "Redis unless their node refreshes them (every third of it); a node that dies "
+        "disappears from presence after at most this long.",
+        section=s,
+    )
+    yield Key(
         "LICENCE_FILE",
         _path,
         "",

@@ -313,3 +313,36 @@ class ClusterProcessTests(unittest.TestCase):
             assertStrictlyNumbered(self, visitor.inbox.sequences(chatId), f"visitor, chat {chatId}")
             assertStrictlyNumbered(self, anna.seqs(chatId), f"agent, chat {chatId}")
         self.assertEqual(far.inbox.sequences(cFar)[-1], last)
+
+    @defer.inlineCallbacks
+    def test_agentNeverBack(self) -> Any:
+        """
+        The agent's node is SIGKILLed and the agent never comes back: once
+        their presence has expired in Redis (PRESENCE_TTL, 3 s here) and
+        OPERATOR_GRACE (1 s) has passed, the surviving node's janitor hands
+        the chat back to routing (the visitor sees the agent leave,
+        "disconnected"), and it is offered to the colleague on the
+        surviving node, who takes it and answers.
+        """
+        cluster = yield Cluster(
+            self,
+            settings={"PRESENCE_TTL": "3", "OPERATOR_GRACE": "1", "ORPHAN_SWEEP_INTERVAL": "1"},
+        ).start(operators=("anna", "otto"))
+        a, b = cluster.nodes
+        visitor, _ = yield cluster.visitor(a.url, a.wsURL)
+        anna = yield cluster.agent(cluster.agentFactory("anna"), b.iwcsEndpoint())
+        chatId = yield activeChat(visitor, anna, "hello")
+        otto = yield cluster.agent(cluster.agentFactory("otto"), a.iwcsEndpoint())
+        annaRef = f"op:{cluster.operators['anna'][0].id}"
+
+        yield cluster.kill(1)
+        left = yield visitor.next(isEvent("LeaveEvent", chatId, reason="disconnected"), timeout=60)
+        self.assertEqual(left["originatorId"], annaRef)
+        yield otto.next(P.ChatOffered, chat=chatId, timeout=30)
+        yield otto.accept(chatId)
+        yield otto.send(chatId, "otto here")
+        yield visitor.next(fromAgent(chatId, "otto here"), timeout=20)
+        assertStrictlyNumbered(self, visitor.inbox.sequences(chatId), "visitor")
+        self.assertEqual(
+            len([m for m in visitor.inbox.messages if isEvent("LeaveEvent", chatId)(m)]), 1
+        )

@@ -41,6 +41,7 @@ CASES: dict[str, tuple[tuple[str, Any], tuple[str, str]]] = {
         ("redis://127.0.0.1:6379/0?prefix=lc1:", "redis://127.0.0.1:6379/0?prefix=lc1:"),
         ("redis://h/0?pool=3", "unknown REDIS URL option"),
     ),
+    "PRESENCE_TTL": (("3", 3), ("2", "out of range")),
     "LICENCE_FILE": (("/etc/livechat/lc_licence.cfg", "/etc/livechat/lc_licence.cfg"), None),  # type: ignore[dict-item]
     "DEMO_LICENCE": (("0", False), ("2", "expected 0 or 1")),
     "SESSION_SECRET": (("s3cret", "s3cret"), None),  # type: ignore[dict-item]
