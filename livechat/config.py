@@ -180,6 +180,16 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _public_url(value: str) -> str:
+    """An http(s) URL without query or fragment, or empty."""
+    if not value:
+        return ""
+    parts = urlsplit(_http_url(value))
+    if parts.query or parts.fragment:
+        raise BadValue(f"a base URL has no query or fragment, got {value!r}")
+    return value
+
+
 def _ip_address(value: str) -> str:
     if not value:
         return ""
@@ -343,7 +353,9 @@ def _keys() -> Iterator[Key]:
         "SESSION_SECRET",
         _string,
         "",
-        "Secret that signs sessions and visitor tokens; at least 32 random characters.",
+        "Secret that keys browser sessions and signs visitor tokens: at least 32 random "
+        "characters, the same on every node. Empty: a random one made at the first start and "
+        "kept in the database. A short or well-known value stops the server (see DEV_MODE).",
         secret=True,
         section=s,
     )
@@ -377,6 +389,90 @@ def _keys() -> Iterator[Key]:
         "900",
         "Seconds over which failed logins are counted.",
         live=True,
+        section=s,
+    )
+    yield Key(
+        "DEV_MODE",
+        _boolean,
+        "0",
+        "Development mode (0/1): an empty or weak SESSION_SECRET is replaced by a random "
+        "one per process (sessions end at a restart), with a loud warning. Never in production.",
+        section=s,
+    )
+
+    s = "Browser sessions: the web agent and the control panel"
+    yield Key(
+        "SESSION_IDLE_TIMEOUT",
+        _integer(60, 2592000),
+        "7200",
+        "Seconds without any request after which a browser session ends.",
+        section=s,
+    )
+    yield Key(
+        "SESSION_MAX_AGE",
+        _integer(300, 7776000),
+        "86400",
+        "Seconds after its login at which a browser session ends, however busy.",
+        section=s,
+    )
+    yield Key(
+        "SESSION_MAX_PER_OPERATOR",
+        _integer(1, 1000),
+        "20",
+        "Browser sessions an operator may hold at once; a new login ends the oldest beyond it.",
+        section=s,
+    )
+    yield Key(
+        "SESSION_CHECK_INTERVAL",
+        _integer(5, 3600),
+        "60",
+        "Seconds between checks that the session of an open agent WebSocket still holds "
+        "(a logout on another node or a disabled operator closes it within this time).",
+        section=s,
+    )
+    yield Key(
+        "AGENT_MAX_MESSAGE_BYTES",
+        _integer(1024, 1048576),
+        "65536",
+        "Largest message the web agent may send over its WebSocket, or body of a POST, in bytes.",
+        section=s,
+    )
+    yield Key(
+        "AGENT_RATE",
+        _integer(1, 100000),
+        "20",
+        "Requests per second one operator may make on average over the web agent's "
+        "WebSockets (all their tabs together); beyond AGENT_BURST each is refused "
+        "with rate_limited.",
+        section=s,
+    )
+    yield Key(
+        "AGENT_BURST",
+        _integer(1, 1000000),
+        "100",
+        "Requests one operator may make at once above AGENT_RATE.",
+        section=s,
+    )
+    yield Key(
+        "AGENT_SEND_BUFFER",
+        _integer(65536, 67108864),
+        "4194304",
+        "Bytes queued to one agent WebSocket that cannot keep up; beyond it the connection "
+        "is cut (the agent reconnects and resumes).",
+        section=s,
+    )
+    yield Key(
+        "CANNED_MAX_PER_LICENCE",
+        _integer(1, 100000),
+        "1000",
+        "Canned responses a licence may keep (its own and its operators' together).",
+        section=s,
+    )
+    yield Key(
+        "CANNED_MAX_LENGTH",
+        _integer(1, 100000),
+        "2000",
+        "Longest canned response, in characters.",
         section=s,
     )
 
@@ -776,6 +872,33 @@ def _keys() -> Iterator[Key]:
         "Bytes of notifications that may wait for a connector WebSocket that "
         "reads too slowly; beyond it the connection is cut (the app resumes "
         "from the transcript; its webhooks keep every event).",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "API_MAX_KEYS",
+        _integer(1, 10000),
+        "50",
+        "API keys a licence may have at once (revoked ones do not count).",
+        live=True,
+        section=s,
+    )
+
+    s = "Control panel"
+    yield Key(
+        "PUBLIC_URL",
+        _public_url,
+        "",
+        "Where browsers reach the public port (https://chat.example.com/), for the "
+        "embed snippet the panel shows. Empty: the address of HTTP_LISTEN.",
+        live=True,
+        section=s,
+    )
+    yield Key(
+        "REPORT_MAX_DAYS",
+        _integer(1, 3660),
+        "366",
+        "Most days one report of the panel (or of /api/v1/reports) may cover.",
         live=True,
         section=s,
     )

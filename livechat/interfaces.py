@@ -165,6 +165,40 @@ class IStore(Interface):
         @return: an L{ILicenceStore} (no I/O happens here).
         """
 
+    def createWebSession(session, maxPerOperator, idleMS):
+        """
+        Store a browser session (a L{livechat.storage.websessions.SessionRow}),
+        first dropping the operator's ended sessions and the least recently
+        used beyond C{maxPerOperator - 1}.
+
+        @return: Deferred firing with how many older sessions were dropped.
+        """
+
+    def getWebSession(idHash):
+        """
+        @return: Deferred firing with C{(SessionRow, Licence, Operator)} or
+            C{None} when no session has that hash.
+        """
+
+    def touchWebSession(idHash, nowMS):
+        """@return: Deferred firing with whether the session still exists."""
+
+    def deleteWebSession(idHash):
+        """@return: Deferred firing with how many sessions were ended (0 or 1)."""
+
+    def deleteOperatorWebSessions(licence, operator, scope=None):
+        """
+        End every browser session of an operator (of one scope, or all).
+
+        @return: Deferred firing with the hashes of the sessions ended.
+        """
+
+    def listOperatorWebSessions(licence, operator):
+        """@return: Deferred firing with the operator's sessions, oldest first."""
+
+    def purgeWebSessions(nowMS, idleMS):
+        """@return: Deferred firing with how many ended sessions were dropped."""
+
 
 class ILicenceStore(Interface):
     """Storage of one licence's own database (the seed's C{LC<licence>})."""
@@ -303,6 +337,30 @@ class ILicenceStore(Interface):
 
         @return: Deferred firing with the ids that were pending until now.
         """
+
+    def cannedResponses(operator):
+        """
+        @return: Deferred firing with the licence's canned responses and
+            C{operator}'s own (L{livechat.storage.canned.CannedResponse}), by shortcut.
+        """
+
+    def createCanned(owner, shortcut, text, maxPerLicence):
+        """
+        Add a canned response of C{owner} (an operator id, or C{None}: the
+        licence's).
+
+        @return: Deferred firing with it, or failing with
+            L{livechat.storage.canned.TooMany} beyond C{maxPerLicence}.
+        """
+
+    def updateCanned(cannedId, owner, shortcut, text):
+        """
+        @return: Deferred firing with the changed response, or failing with
+            L{livechat.storage.errors.NotFound} unless C{owner} owns it.
+        """
+
+    def deleteCanned(cannedId, owner):
+        """@return: Deferred firing with C{None}, or failing with C{NotFound}."""
 
 
 class IChannel(Interface):

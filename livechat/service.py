@@ -40,10 +40,13 @@ from livechat.logs import ChannelLogs
 from livechat.model import AccountType, Licence, LicenceType, Operator
 from livechat.notify import EventsLogNotifier, FanoutNotifier
 from livechat.notify.webhooks import WebhookService, WebhookSettings
+from livechat.panel import makePanel, panelSettings
+from livechat.protocols.agentweb import makeAgent, mountAgent
 from livechat.protocols.http import makePublicRoot, makeSite
 from livechat.protocols.iwcs import makeFactory as makeIwcsFactory
 from livechat.protocols.web import makeWeb, mountWeb, tuneSite
 from livechat.storage import SqlStore
+from livechat.websession import SessionService, checkSessionSecret
 
 
 class AsyncMultiService(service.MultiService):
@@ -304,6 +307,7 @@ class Parts:
     portal: Any
     core: Core
     webhooks: WebhookService | None = None
+    sessions: SessionService | None = None
 
 
 class LivechatService(AsyncMultiService):
@@ -559,29 +563,48 @@ def makeService(
     """
     if reactor is None:
         raise TypeError("makeService needs the reactor (the plugin and .tac pass it)")
+    checkSessionSecret(config)
     parts = makeParts(config, reactor, store=store, hasher=hasher)
     root = LivechatService(
         parts, installSignalHandlers=installSignalHandlers, exitOnFatal=exitOnFatal
     )
     StoreService(config, parts.store, parts.hasher, reactor).setServiceParent(root)
+    parts.sessions = SessionService(parts.store, config, reactor, parts.portal)
+    parts.sessions.setServiceParent(root)
     if isinstance(parts.core.bus, service.Service):
         parts.core.bus.setServiceParent(root)
     CoreService(parts.core).setServiceParent(root)
     assert parts.webhooks is not None
     parts.webhooks.setServiceParent(root)
     publicRoot = makePublicRoot(parts.store.health, reactor)
-    publicRoot.putChild(b"api", makeApiRoot(parts))
+    apiRoot = makeApiRoot(parts)
+    publicRoot.putChild(b"api", apiRoot)
     web, webService = makeWeb(parts, reactor)
     webService.setServiceParent(root)
     mountWeb(publicRoot, web)
+    assert parts.sessions is not None
+    panelSessions = parts.sessions.manager(panelSettings(config))
+    apiRoot.v1.services.update(sessions=panelSessions, settingsCache=web.cache)
+    agent, agentService = makeAgent(parts, reactor)
+    agent.calls.reception = web.reception
+    agentService.setServiceParent(root)
+    mountAgent(publicRoot, agent)
     site = tuneSite(makeSite(publicRoot))
-    ListenerService(
+    public = ListenerService(
         "http",
         config["HTTP_LISTEN"],
         site,
         reactor,
         "public web (widget, API, /health)",
-    ).setServiceParent(root)
+    )
+    public.setServiceParent(root)
+    if config["PANEL_LISTEN"]:
+        panel = makePanel(parts, panelSessions)
+        panel.api.services.update(settingsCache=web.cache, publicUrl=lambda: public.url)
+        panel.service.setServiceParent(root)
+        ListenerService(
+            "panel", config["PANEL_LISTEN"], panel.site, reactor, "control panel (administrators)"
+        ).setServiceParent(root)
     if config["IWCS_LISTEN"]:
         ListenerService(
             "iwcs",

@@ -12,6 +12,7 @@ from twisted.python import usage
 from livechat.config import KEYS, Config, ConfigError, loadConfig
 from livechat.service import LivechatService
 from livechat.service import makeService as _makeService
+from livechat.websession import checkSessionSecret
 
 DEFAULT_CONFIG = "lc_serv.cfg"
 
@@ -45,6 +46,15 @@ class Options(usage.Options):
         ["redis", None, None, "Redis URL (REDIS); empty for a single node."],
     ]
 
+    optFlags = [
+        [
+            "dev",
+            None,
+            "Development mode (DEV_MODE 1): an empty or weak SESSION_SECRET is replaced "
+            "by a random one per process. Never in production.",
+        ],
+    ]
+
     _OPTION_KEYS = {
         "data-dir": "DATA_DIR",
         "http": "HTTP_LISTEN",
@@ -73,11 +83,14 @@ class Options(usage.Options):
         for option, key in self._OPTION_KEYS.items():
             if self[option] is not None:
                 self.overrides[key] = self[option]
+        if self["dev"]:
+            self.overrides["DEV_MODE"] = "1"
         path = self["config"]
         if path is None and os.path.exists(DEFAULT_CONFIG):
             path = DEFAULT_CONFIG
         try:
             self.config = loadConfig(path, self.overrides)
+            checkSessionSecret(self.config)
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
 

@@ -140,6 +140,7 @@ class ApiTests(ApiNodeMixin, unittest.TestCase):
             "webhookId": hook["id"],
             "chatId": chat.id,
             "deliveryId": 1,
+            "apiKey": keyA.split("_")[1],
         }
         from livechat.storage import hooks as H
 

@@ -45,6 +45,15 @@ CASES: dict[str, tuple[tuple[str, Any], tuple[str, str]]] = {
     "LICENCE_FILE": (("/etc/livechat/lc_licence.cfg", "/etc/livechat/lc_licence.cfg"), None),  # type: ignore[dict-item]
     "DEMO_LICENCE": (("0", False), ("2", "expected 0 or 1")),
     "SESSION_SECRET": (("s3cret", "s3cret"), None),  # type: ignore[dict-item]
+    "DEV_MODE": BOOL_CASES,
+    "SESSION_IDLE_TIMEOUT": (("60", 60), ("59", "out of range")),
+    "SESSION_MAX_AGE": (("300", 300), ("7776001", "out of range")),
+    "SESSION_MAX_PER_OPERATOR": (("1", 1), ("0", "out of range")),
+    "SESSION_CHECK_INTERVAL": (("5", 5), ("4", "out of range")),
+    "AGENT_MAX_MESSAGE_BYTES": (("1024", 1024), ("1023", "out of range")),
+    "AGENT_SEND_BUFFER": (("65536", 65536), ("65535", "out of range")),
+    "CANNED_MAX_PER_LICENCE": (("1", 1), ("0", "out of range")),
+    "CANNED_MAX_LENGTH": (("100000", 100000), ("100001", "out of range")),
     "MAX_CHATS_PER_AGENT": (("0", 0), ("-1", "out of range")),
     "LOGIN_MAX_FAILURES": (("10", 10), ("0", "out of range")),
     "LOGIN_MAX_FAILURES_PER_ADDRESS": (("100", 100), ("x", "whole number")),
@@ -116,6 +125,14 @@ CASES.update(
         "API_BURST": (("10", 10), ("0", "out of range")),
         "API_MAX_BODY": (("2048", 2048), ("10", "out of range")),
         "CONNECTOR_SEND_BUFFER": (("65536", 65536), ("4095", "out of range")),
+        "AGENT_RATE": (("1", 1), ("0", "out of range")),
+        "AGENT_BURST": (("1000000", 1000000), ("1000001", "out of range")),
+        "API_MAX_KEYS": (("1", 1), ("0", "out of range")),
+        "PUBLIC_URL": (
+            ("https://chat.example.com/", "https://chat.example.com/"),
+            ("https://chat.example.com/?a=1", "no query or fragment"),
+        ),
+        "REPORT_MAX_DAYS": (("3660", 3660), ("3661", "out of range")),
     }
 )
 for _event in C.EVENT_NAMES:

@@ -463,6 +463,9 @@ class AgentActionsMixin(CoreMixin):
         yield sc.join(chatId)
         yield sc.leave(chatId)
         yield cc.next(isEvent("LeaveEvent", chatId))
+        # Whether it is still in the chat is the database's word (a transfer
+        # back may cross the leave): checked in the background.
+        yield self.core.settled()
         self.assertNotIn(chatId, sc.feeds)
         yield sa.transfer(chatId, toOperator=c.id)
         yield cc.next(isType("chat.opened", chatId=chatId))

@@ -78,7 +78,8 @@ class TwistdTests(unittest.TestCase):
         self.config = os.path.join(self.dir, "lc_serv.cfg")
         with open(self.config, "w") as f:
             f.write(
-                "HTTP_LISTEN tcp:0:interface=127.0.0.1\nIWCS_LISTEN tcp:0:interface=127.0.0.1\n"
+                "HTTP_LISTEN tcp:0:interface=127.0.0.1\nPANEL_LISTEN tcp:0:interface=127.0.0.1\n"
+                "IWCS_LISTEN tcp:0:interface=127.0.0.1\n"
             )
 
     @defer.inlineCallbacks
@@ -124,7 +125,7 @@ class TwistdTests(unittest.TestCase):
         )
         code = yield node.ended()
         self.assertNotEqual(code, 0)
-        self.assertIn(f"{self.config}:3: LOG_PACKETS: expected 0 or 1", node.output)
+        self.assertIn(f"{self.config}:4: LOG_PACKETS: expected 0 or 1", node.output)
 
     @defer.inlineCallbacks
     def test_fatalStartExits(self) -> Any:

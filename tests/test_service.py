@@ -39,6 +39,7 @@ class NodeMixin(DialectMixin):
         self.dataDir = os.path.join(directory, "data")
         lines = [
             "HTTP_LISTEN tcp:0:interface=127.0.0.1",
+            "PANEL_LISTEN tcp:0:interface=127.0.0.1",
             "IWCS_LISTEN tcp:0:interface=127.0.0.1",
             f"DATA_DIR {self.dataDir}",
         ]

@@ -171,19 +171,33 @@ class Context:
         return self._body
 
 
+Identify = Callable[[server.Request], Awaitable[Principal]]
+"""Who sends a request: a L{Principal}, or an L{ApiError} (401, 403)."""
+
+
 class ApiResource(resource.Resource):
-    """C{/api/v1}: routes requests to the handlers of L{livechat.api.v1}."""
+    """
+    C{/api/v1}: routes requests to the handlers of L{livechat.api.v1}.
+
+    @param identify: who sends a request; by default the API key of its
+        C{Authorization: Bearer} header.  The control panel mounts the same
+        routes with its browser session instead (L{livechat.panel}).  The
+        rate limits and the routes' scopes apply to either.
+    """
 
     isLeaf = True
     _log = Logger()
 
-    def __init__(self, parts: Any, routes: list[Route], clock: Any) -> None:
+    def __init__(
+        self, parts: Any, routes: list[Route], clock: Any, identify: Identify | None = None
+    ) -> None:
         super().__init__()
         self.parts = parts
         self.routes = routes
         self.clock = clock
         self.limiter = RateLimiter(clock)
         self.services: dict[str, Any] = {}
+        self.identify: Identify = identify or self.bearer
 
     def config(self) -> Any:
         return self.parts.config
@@ -295,34 +309,10 @@ class ApiResource(resource.Resource):
         )
 
     async def _authenticate(self, request: server.Request, scope: str) -> Principal:
-        header = request.getHeader("authorization") or ""
-        kind, _, token = header.partition(" ")
-        if kind.lower() != "bearer" or not token.strip():
-            raise ApiError(
-                401,
-                "unauthorized",
-                "send Authorization: Bearer <API key>",
-                headers={"WWW-Authenticate": 'Bearer realm="livechat"'},
-            )
-        return await self.authenticateToken(token.strip(), scope)
+        return self.admit(await self.identify(request), scope)
 
-    async def authenticateToken(self, token: str, scope: str) -> Principal:
-        """The principal of an API key allowed C{scope} (rate limited), else L{ApiError}."""
-        serverKey = self.config()["SERVER_API_KEY"]
-        principal: Principal | None = None
-        if serverKey and hmac.compare_digest(token.encode(), serverKey.encode()):
-            principal = Principal(None, "server", frozenset({"server"}))
-        else:
-            key = await checkKey(self.parts.store, token)
-            if key is not None:
-                principal = Principal(key.licence, key.key_id, key.scopes)
-        if principal is None:
-            raise ApiError(
-                401,
-                "unauthorized",
-                "unknown or revoked API key",
-                headers={"WWW-Authenticate": 'Bearer realm="livechat", error="invalid_token"'},
-            )
+    def admit(self, principal: Principal, scope: str) -> Principal:
+        """C{principal}, if within its rate and allowed C{scope}; else L{ApiError}."""
         wait = self.limiter.take(
             principal.keyId, self.config()["API_RATE"], self.config()["API_BURST"]
         )
@@ -345,6 +335,42 @@ class ApiResource(resource.Resource):
                 raise ApiError(403, "forbidden", "this key lacks the connector scope")
         elif scope not in principal.scopes:
             raise ApiError(403, "forbidden", f"this key lacks the {scope} scope")
+        return principal
+
+    async def bearer(self, request: server.Request) -> Principal:
+        """The principal of the request's API key (or the server key)."""
+        header = request.getHeader("authorization") or ""
+        kind, _, token = header.partition(" ")
+        if kind.lower() != "bearer" or not token.strip():
+            raise ApiError(
+                401,
+                "unauthorized",
+                "send Authorization: Bearer <API key>",
+                headers={"WWW-Authenticate": 'Bearer realm="livechat"'},
+            )
+        return await self.principalOfToken(token.strip())
+
+    async def authenticateToken(self, token: str, scope: str) -> Principal:
+        """The principal of an API key allowed C{scope} (rate limited), else L{ApiError}."""
+        return self.admit(await self.principalOfToken(token), scope)
+
+    async def principalOfToken(self, token: str) -> Principal:
+        """The principal of an API key (or the server key); 401 when unknown or revoked."""
+        serverKey = self.config()["SERVER_API_KEY"]
+        principal: Principal | None = None
+        if serverKey and hmac.compare_digest(token.encode(), serverKey.encode()):
+            principal = Principal(None, "server", frozenset({"server"}))
+        else:
+            key = await checkKey(self.parts.store, token)
+            if key is not None:
+                principal = Principal(key.licence, key.key_id, key.scopes)
+        if principal is None:
+            raise ApiError(
+                401,
+                "unauthorized",
+                "unknown or revoked API key",
+                headers={"WWW-Authenticate": 'Bearer realm="livechat", error="invalid_token"'},
+            )
         return principal
 
 

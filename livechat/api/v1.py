@@ -89,6 +89,8 @@ def route(
 
 
 def _idSchema(name: str) -> dict[str, Any]:
+    if not (name.endswith("Id") or name == "number"):
+        return {"type": "string", "minLength": 1, "maxLength": 64}
     return {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 
 
@@ -1696,12 +1698,16 @@ def openapi() -> dict[str, Any]:
     }
 
 
-def makeResource(parts: Any) -> ApiResource:
-    """The C{/api/v1} resource over a node's parts."""
-    api = ApiResource(parts, ROUTES, parts.reactor)
+def makeResource(parts: Any, identify: Any = None) -> ApiResource:
+    """The C{/api/v1} resource over a node's parts (C{identify}: see L{ApiResource})."""
+    api = ApiResource(parts, ROUTES, parts.reactor, identify)
     api.services["hooks"] = HookStore(parts.store.db, parts.reactor)
     api.services["connector"] = ConnectorHandler(parts.core)
     from livechat.protocols.connectorws import makeConnectorWebSocket
 
     api.services["connectorWebSocket"] = makeConnectorWebSocket(api)
     return api
+
+
+# The routes of the licence's settings and reports (they register in ROUTES on import).
+from livechat.api import v1admin  # noqa: E402, F401

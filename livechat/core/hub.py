@@ -158,8 +158,8 @@ class _Session:
         self.licence = licence
         self.channel = channel
         self.feeds: dict[int, ChatFeed] = {}
+        self._leaving: set[int] = set()
         self._listening: list[tuple[str, Callable[[dict[str, Any]], None]]] = []
-        self._leftInBacklog: set[int] = set()
         self.closed = False
 
     # -- delivery ------------------------------------------------------------------
@@ -182,32 +182,42 @@ class _Session:
             feed.offer(message)
 
     def _feedDelivered(self, message: dict[str, Any]) -> None:
+        chatId = message.get("chatId", -1)
+        if chatId in self._leaving and message.get("type") == "chat.event":
+            event = message["event"]
+            if event.get("type") == E.JOIN and event["participant"].get("id") == self.ref:
+                self._leaving.discard(chatId)  # back in
+            else:
+                return  # left: nothing more of this chat unless back in
         self.deliver(message)
         if message.get("type") != "chat.event" or "sequence" not in message:
             return
         event = message["event"]
-        chatId = message["chatId"]
+        mine = event.get("participant", {}).get("id") == self.ref
         if event["type"] == E.CLOSE:
-            self.unwatch(chatId)
-            return
-        if event.get("participant", {}).get("id") != self.ref:
-            return
-        feed = self.feeds.get(chatId)
-        if event["type"] == E.LEAVE:
-            if feed is not None and not feed.ready:
-                # In the backlog: a later join (a transfer back to us) may
-                # follow; decided once the backlog is out (see watch).
-                self._leftInBacklog.add(chatId)
-            else:
+            self.unwatch(message["chatId"])
+        elif event["type"] == E.LEAVE and mine:
+            # Stop following, unless this session was brought back into the
+            # chat meanwhile (a transfer or invitation back to it): its feed
+            # may deliver the old leave after the new chat.opened arrived.
+            chatId = message["chatId"]
+            self._leaving.add(chatId)
+            self.core.background(self._leftChat(chatId), "following a chat left")
+
+    async def _leftChat(self, chatId: int) -> None:
+        store = self.core.store.forLicence(self.licence)
+        refs = [ref for ref, role in await store.participants(chatId) if role != INVITED]
+        if chatId in self._leaving:
+            self._leaving.discard(chatId)
+            if self.ref not in refs:
                 self.unwatch(chatId)
-        elif event["type"] == E.JOIN:
-            self._leftInBacklog.discard(chatId)
 
     async def watch(self, chatId: int, afterSeq: int = 0) -> None:
         """Follow a chat from C{afterSeq}: the backlog, then live events."""
         if self.closed:
             return
         if chatId in self.feeds:
+            self._leaving.discard(chatId)  # back in: keep following
             await self.feeds[chatId].whenReady()
             return
         store = self.core.store.forLicence(self.licence)
@@ -223,9 +233,6 @@ class _Session:
         self.feeds[chatId] = feed
         await self._listen(chatChannel(self.licence, chatId), self._onChatMessage)
         await feed.start()
-        if chatId in self._leftInBacklog:
-            self._leftInBacklog.discard(chatId)
-            self.unwatch(chatId)
 
     def unwatch(self, chatId: int) -> None:
         feed = self.feeds.pop(chatId, None)
@@ -627,6 +634,12 @@ class Core:
         self._inflight.add(d)
         d.addBoth(lambda r: (self._inflight.discard(d), r)[1])
         return d
+
+    def settled(self) -> defer.Deferred[None]:
+        """Fires once the background work running now (L{background}) is done."""
+        return defer.DeferredList(list(self._inflight), consumeErrors=True).addCallback(
+            lambda _: None
+        )
 
     def _now(self) -> int:
         return int(self.clock.seconds() * 1000)

@@ -15,7 +15,16 @@ from zope.interface import implementer
 
 from livechat.interfaces import ILicenceStore, IStore
 from livechat.model import AccountType, Chat, ChatStatus, Group, Licence, Operator, VisitorRecord
-from livechat.storage import accounts, chats, migrations, offline, settings, subscriptions
+from livechat.storage import (
+    accounts,
+    canned,
+    chats,
+    migrations,
+    offline,
+    settings,
+    subscriptions,
+    websessions,
+)
 from livechat.storage.chats import DomainEvent, EventDraft, StoredEvent
 from livechat.storage.database import GLOBAL, LICENCE, Database
 from livechat.storage.errors import Conflict, NotFound
@@ -336,6 +345,47 @@ class SqlStore:
     def claimState(self, name: str, value: str) -> defer.Deferred[bool]:
         return self.db.runGlobal("claim state", accounts.claimState_txn, name, value)
 
+    # -- browser sessions (livechat.websession) -----------------------------------------
+
+    def createWebSession(
+        self, session: websessions.SessionRow, maxPerOperator: int, idleMS: int
+    ) -> defer.Deferred[int]:
+        return self.db.runGlobal(
+            "create web session", websessions.createSession_txn, session, maxPerOperator, idleMS
+        )
+
+    def getWebSession(
+        self, idHash: str
+    ) -> defer.Deferred[tuple[websessions.SessionRow, Licence, Operator] | None]:
+        return self.db.runGlobal("get web session", websessions.getSession_txn, idHash)
+
+    def touchWebSession(self, idHash: str, nowMS: int) -> defer.Deferred[bool]:
+        return self.db.runGlobal("touch web session", websessions.touchSession_txn, idHash, nowMS)
+
+    def deleteWebSession(self, idHash: str) -> defer.Deferred[int]:
+        return self.db.runGlobal("delete web session", websessions.deleteSession_txn, idHash)
+
+    def deleteOperatorWebSessions(
+        self, licence: int, operator: int, scope: str | None = None
+    ) -> defer.Deferred[list[str]]:
+        return self.db.runGlobal(
+            "end operator's web sessions",
+            websessions.deleteOperatorSessions_txn,
+            licence,
+            operator,
+            scope,
+        )
+
+    def listOperatorWebSessions(
+        self, licence: int, operator: int
+    ) -> defer.Deferred[list[websessions.SessionRow]]:
+        return self.db.runGlobal(
+            "list web sessions", websessions.listOperatorSessions_txn, licence, operator
+        )
+
+    def purgeWebSessions(self, nowMS: int, idleMS: int) -> defer.Deferred[int]:
+        return self.db.runGlobal("purge web sessions", websessions.purgeSessions_txn, nowMS, idleMS)
+
     # -- licence data ---------------------------------------------------------------
 
     def forLicence(self, number: int) -> SqlLicenceStore:
@@ -475,6 +525,40 @@ class SqlLicenceStore:
             new_visit,
             identity,
         )
+
+    # -- canned responses (the web agent) --------------------------------------------
+
+    def cannedResponses(self, operator: int) -> defer.Deferred[list[canned.CannedResponse]]:
+        return self._run("canned responses", canned.list_txn, operator)
+
+    def createCanned(
+        self, owner: int | None, shortcut: str, text: str, maxPerLicence: int
+    ) -> defer.Deferred[canned.CannedResponse]:
+        return self._run(
+            "create canned response",
+            canned.create_txn,
+            owner,
+            shortcut,
+            text,
+            _nowMS(self._clock),
+            maxPerLicence,
+        )
+
+    def updateCanned(
+        self, cannedId: int, owner: int | None, shortcut: str, text: str
+    ) -> defer.Deferred[canned.CannedResponse]:
+        return self._run(
+            "update canned response",
+            canned.update_txn,
+            cannedId,
+            owner,
+            shortcut,
+            text,
+            _nowMS(self._clock),
+        )
+
+    def deleteCanned(self, cannedId: int, owner: int | None) -> defer.Deferred[None]:
+        return self._run("delete canned response", canned.delete_txn, cannedId, owner)
 
     # -- messages left while closed ------------------------------------------------
 

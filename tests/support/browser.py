@@ -70,6 +70,7 @@ import atexit
 import concurrent.futures
 import importlib.util
 import inspect
+import json
 import os
 import re
 import shutil
@@ -836,3 +837,20 @@ class Page(_Wrapper):
 
     def close(self) -> defer.Deferred[None]:
         return self._call("closing a page", lambda impl: impl.close())
+
+
+def waitUntil(page: Any, condition: str, timeout: float = 20.0) -> defer.Deferred[Any]:
+    """
+    Wait until the JavaScript C{condition} holds, checked each frame.  (Pages with a
+    strict CSP, the panel's and the agent's, forbid the eval that Playwright's
+    waitForFunction needs; evaluate is not bound by it.)
+    """
+    return page.evaluate(
+        "([timeout]) => new Promise((resolve, reject) => {"
+        "  const end = Date.now() + timeout * 1000;"
+        f"  const check = () => {{ let v; try {{ v = ({condition}); }} catch (e) {{ v = false; }}"
+        "    if (v) resolve(v); else if (Date.now() > end) reject(new Error('timed out: ' + "
+        f"{json.dumps(condition)})); else requestAnimationFrame(check); }};"
+        "  check(); })",
+        [timeout],
+    )
