@@ -6,9 +6,13 @@ etc/haproxy.cfg), visitors on the widget's WebSocket and agents on IWCS
 
   - a visitor on one node chats with an agent on the other: messages both
     ways, typing, read receipts, the visitor list, presence, queue places;
+    agents on two nodes transfer, hold a conference, use the team chat and
+    a private chat;
   - the agent's node is SIGKILLed; the agent reconnects through haproxy,
     lands on the other node, and resumes every chat: nothing lost, nothing
     twice;
+  - the agent never comes back: the janitor of the surviving node hands
+    the chat to a colleague there;
   - Redis is restarted (empty) mid-chat and the chats go on.
 """
 
@@ -171,6 +175,64 @@ class ClusterProcessTests(unittest.TestCase):
             )
             assertStrictlyNumbered(self, visitor.inbox.sequences(chatId), f"visitor, chat {chatId}")
             assertStrictlyNumbered(self, anna.seqs(chatId), f"agent, chat {chatId}")
+
+    @defer.inlineCallbacks
+    def test_transferConferenceTeamAcrossNodes(self) -> Any:
+        """
+        Agents on different nodes: anna (node 2) transfers the visitor's
+        chat to otto (node 1), who sees its history and talks to the
+        visitor; otto invites anna back into a conference and she joins; the
+        team chat and a private chat between them carry messages across the
+        nodes; every chat numbered +1 on every side.
+        """
+        cluster = yield Cluster(self).start(operators=("anna", "otto"))
+        a, b = cluster.nodes
+        annaId = cluster.operators["anna"][0].id
+        ottoId = cluster.operators["otto"][0].id
+        visitor, _ = yield cluster.visitor(a.url, a.wsURL)
+        anna = yield cluster.agent(cluster.agentFactory("anna"), b.iwcsEndpoint())
+        chatId = yield activeChat(visitor, anna, "a question")
+        otto = yield cluster.agent(
+            cluster.agentFactory("otto", status=OperatorStatus.AWAY), a.iwcsEndpoint()
+        )
+
+        yield anna.transfer(chatId, operator=ottoId)
+        yield otto.next(P.ChatOpened, chat=chatId, timeout=20)
+        history = yield otto.next(P.MessageEvent, chat=chatId, text="a question", timeout=20)
+        self.assertEqual(history.seq, 1)
+        yield seen(
+            visitor,
+            lambda m: isEvent("TransferEvent", chatId)(m),
+            "the visitor told of the transfer",
+        )
+        yield otto.send(chatId, "otto takes over")
+        yield visitor.next(fromAgent(chatId, "otto takes over"), timeout=20)
+
+        yield otto.invite(chatId, annaId)
+        yield anna.next(P.ConferenceInvited, chat=chatId, timeout=20)
+        yield anna.join(chatId)
+        reply((yield visitor.ask("chat.send", chatId=chatId, text="hello both")))
+        yield otto.next(P.MessageEvent, chat=chatId, text="hello both", timeout=20)
+        yield anna.next(P.MessageEvent, chat=chatId, text="hello both", timeout=20)
+
+        assert anna.welcome is not None and otto.welcome is not None
+        team = anna.welcome.team
+        self.assertEqual(team, otto.welcome.team)
+        yield anna.send(team, "team: coffee?")
+        yield otto.next(P.MessageEvent, chat=team, text="team: coffee?", timeout=20)
+        private = yield otto.privateChat(annaId)
+        yield otto.send(private, "just between us")
+        yield anna.next(P.MessageEvent, chat=private, text="just between us", timeout=20)
+
+        last = yield otto.send(chatId, "bye")
+        yield until(
+            lambda: (
+                anna.seqs(chatId)[-1:] == [last] and visitor.inbox.sequences(chatId)[-1:] == [last]
+            ),
+            "everyone caught up",
+        )
+        assertStrictlyNumbered(self, visitor.inbox.sequences(chatId), "visitor")
+        assertStrictlyNumbered(self, otto.seqs(chatId), "otto, from the history on")
 
     @defer.inlineCallbacks
     def test_agentsNodeKilled(self) -> Any:
