@@ -389,8 +389,16 @@ class IBus(Interface):
     must not be lost is in the database, and receivers fill gaps from it.
     """
 
-    def publish(channel, message):
-        """@return: Deferred firing with C{None} once handed over."""
+    def publish(channel, message, replay=False):
+        """
+        Publish C{message} on C{channel}.  With C{replay} (numbered chat
+        events, which receivers de-duplicate by their sequence), a bus that
+        could not hand the message to the other processes sends the last
+        such message of the channel again once it can, so that receivers
+        learn there is a gap to fill.
+
+        @return: Deferred firing with C{None} once handed over.
+        """
 
     def subscribe(channel, handler):
         """

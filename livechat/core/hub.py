@@ -676,8 +676,8 @@ class Core:
             else:
                 listeners.dropped = True
 
-    def _publish(self, channel: str, message: dict[str, Any]) -> None:
-        d = self.bus.publish(channel, message)
+    def _publish(self, channel: str, message: dict[str, Any], replay: bool = False) -> None:
+        d = self.bus.publish(channel, message, replay=replay)
         d.addErrback(lambda f: self._log.failure("publishing to {c}", f, c=channel))
 
     def _notify(self, licence: int, domain: Iterable[DomainEvent]) -> None:
@@ -694,7 +694,7 @@ class Core:
     def _publishStored(self, licence: int, stored: Iterable[StoredEvent]) -> None:
         stored = list(stored)
         for event in stored:
-            self._publish(chatChannel(licence, event.chat_id), E.wire(licence, event))
+            self._publish(chatChannel(licence, event.chat_id), E.wire(licence, event), replay=True)
         self._stored(licence, stored)
 
     def _stored(self, licence: int, stored: list[StoredEvent]) -> None:
