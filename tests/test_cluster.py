@@ -395,6 +395,9 @@ class RedisRestartTests(TwoNodesMixin, unittest.TestCase):
         yield defer.gatherResults(back)
         got = yield achan.next(isEvent("ContentEvent", chatId, message="during the outage"))
         self.assertEqual(got["sequence"], during)
+        # The message may come first by node A's replay: wait for node B's
+        # resync (started before our listener ran) to have put anna back.
+        yield defer.DeferredList(list(self.nodes[1]._inflight))
         info = yield self.nodes[0].operatorInfo(100, op.id)
         self.assertIsNotNone(info)
         after = yield agent.send(chatId, "after")
