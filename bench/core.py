@@ -166,10 +166,12 @@ class Bench:
                 self.acked += 1
 
         started = time.perf_counter()
+        cpu0 = time.process_time()
         await defer.gatherResults(
             [defer.ensureDeferred(loop(s, c)) for s, c in visitors for _ in range(args.window)]
         )
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu0
         self.running = False
         core.stop()
         lat = sorted(self.latencies)
@@ -186,6 +188,10 @@ class Bench:
             f"  stored+acked: {self.acked / elapsed:,.0f} msgs/s ({self.acked} in {elapsed:.1f} s)"
         )
         print(f"  relayed:      {self.relayed / elapsed:,.0f} msgs/s")
+        print(
+            f"  CPU: {cpu / max(1, self.acked) * 1e6:.0f} us per message "
+            f"({cpu / elapsed:.2f} CPUs busy)"
+        )
         print(f"  send -> agent latency: p50 {pct(0.5):.2f} ms, p99 {pct(0.99):.2f} ms")
         print(
             f"  max RSS {rss:.0f} MiB; {platform.python_implementation()} "

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import attr
 from twisted.application.internet import ClientService, backoffPolicy
@@ -86,6 +86,7 @@ class IwcsClient(protocol.Protocol):
 
     _log = Logger()
     factory: IwcsClientFactory
+    transport: Any
 
     def __init__(self) -> None:
         self._buffer = b""
@@ -347,15 +348,14 @@ class IwcsClient(protocol.Protocol):
         if f.kind == "control":
             for visitor in sorted(f.followed):
                 resume = {c: s for c, s in f.lastSeqs.items() if f.chatVisitor.get(c) == visitor}
-                self.follow(visitor, resume).addErrback(
-                    lambda failure, v=visitor: self._log.failure(
-                        "following {visitor} again", failure, visitor=v
-                    )
-                )
+                self.follow(visitor, resume).addErrback(self._followFailed, visitor)
         waiting, self._loggedIn = self._loggedIn, []
         self.loggedInAs(welcome)
         for d in waiting:
             d.callback(self)
+
+    def _followFailed(self, failure: Failure, visitor: str) -> None:
+        self._log.failure("following {visitor} again", failure, visitor=visitor)
 
     def _loginRefused(self, error: P.Error) -> None:
         problem = IwcsError.of(error)
@@ -389,7 +389,7 @@ class IwcsClient(protocol.Protocol):
         requestId = self._nextId()
         d: defer.Deferred[tuple[P.Packet, list[P.Packet]]] = defer.Deferred()
         self._pending[requestId] = _Pending(d)
-        self.sendPacket(attr.evolve(packet, id=requestId))
+        self.sendPacket(attr.evolve(cast(Any, packet), id=requestId))
         return d
 
     def _ok(self, packet: P.Request, field: str | None = None) -> defer.Deferred[Any]:
@@ -547,7 +547,7 @@ class IwcsClientFactory(protocol.ClientFactory):
     @param clock: the reactor (for the keep-alive PINGs).
     """
 
-    protocol = IwcsClient
+    protocol = IwcsClient  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -585,7 +585,7 @@ class IwcsClientFactory(protocol.ClientFactory):
         self.service: IwcsClientService | None = None
         self.refusal: IwcsError | None = None
 
-    def buildProtocol(self, addr: Any) -> IwcsClient:
+    def buildProtocol(self, addr: Any) -> IwcsClient:  # type: ignore[override]
         p = self.protocol()
         p.factory = self
         return p
@@ -617,7 +617,7 @@ class IwcsClientService(ClientService):
         if factory.refusal is not None:
             return defer.fail(factory.refusal)
 
-        def connected(client: IwcsClient) -> Any:
+        def connected(client: Any) -> Any:
             d = client.loggedIn()
 
             def lost(failure: Failure) -> Any:

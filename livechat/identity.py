@@ -33,6 +33,7 @@ import attr
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from twisted.application import service
 from twisted.logger import Logger
 
 PREFIX = "livechat-identity-v1"
@@ -199,3 +200,69 @@ def sign(privateKey: Any, fields: Mapping[str, Any]) -> str:
     else:
         raw = privateKey.sign(data)
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+class IdentityKeyFile(service.Service):
+    """
+    The public key file of a node, shared by IWCS and the web monitoring
+    endpoint: read when the service starts and again on SIGHUP
+    (C{reconfigure}).  A missing file means no key (signed identities are
+    dropped); an unreadable or bad one keeps the key in use, if any, and is
+    logged as an error.
+    """
+
+    name = "identity"  # type: ignore[assignment]
+    _log = Logger()
+
+    def __init__(self, path: str | None, clock: Any) -> None:
+        self.path = path
+        self.clock = clock
+        self.verifier: IdentityVerifier | None = None
+        self.loaded = False
+
+    def startService(self) -> None:
+        super().startService()
+        self.load()
+
+    def reconfigure(self, config: Any) -> None:
+        self.path = config.verifyKeyFile
+        self.load()
+
+    def load(self) -> None:
+        import os
+
+        self.loaded = True
+        path = self.path
+        if not path or not os.path.exists(path):
+            if self.verifier is not None or path:
+                self._log.info(
+                    "no identity key file{where}; signed identities will be dropped",
+                    where=f" at {path}" if path else "",
+                )
+            self.verifier = None
+            return
+        try:
+            verifier = IdentityVerifier.fromFile(path, self.clock)
+        except IdentityKeyError as e:
+            self._log.error(
+                "identity key not loaded: {error}; {keeping}",
+                error=e,
+                keeping="keeping the key in use" if self.verifier else "no key in use",
+            )
+            return
+        self.verifier = verifier
+        self._log.info(
+            "identity key {path} loaded ({algorithm})", path=path, algorithm=verifier.algorithm
+        )
+
+    def verify(self, fields: Mapping[str, Any], signature: str | None) -> Identity | None:
+        """As L{IdentityVerifier.verify}; C{None} (logged) when there is no key."""
+        if self.verifier is None:
+            self._log.warn(
+                "identity of visitor {visitor} (licence {licence}) dropped: "
+                "no identity key is configured",
+                visitor=fields.get("visitor"),
+                licence=fields.get("licence"),
+            )
+            return None
+        return self.verifier.verify(fields, signature)

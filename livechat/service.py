@@ -34,6 +34,7 @@ from livechat.config import KEYS, Config, ConfigError, reloadConfig
 from livechat.core.hub import Core, CoreSettings
 from livechat.core.presence import MemoryPresence
 from livechat.core.routing import MemoryRouter
+from livechat.identity import IdentityKeyFile
 from livechat.interfaces import IStore
 from livechat.licencefile import readLicenceFile
 from livechat.logs import ChannelLogs
@@ -579,7 +580,10 @@ def makeService(
     publicRoot = makePublicRoot(parts.store.health, reactor)
     apiRoot = makeApiRoot(parts)
     publicRoot.putChild(b"api", apiRoot)
+    identity = IdentityKeyFile(config.verifyKeyFile, reactor)
+    identity.setServiceParent(root)
     web, webService = makeWeb(parts, reactor)
+    web.identity = identity
     webService.setServiceParent(root)
     mountWeb(publicRoot, web)
     assert parts.sessions is not None
@@ -609,7 +613,7 @@ def makeService(
         ListenerService(
             "iwcs",
             config["IWCS_LISTEN"],
-            makeIwcsFactory(parts, reactor, web.reception),
+            makeIwcsFactory(parts, reactor, web.reception, identity),
             reactor,
             "IWCS (agent applications, controls)",
         ).setServiceParent(root)

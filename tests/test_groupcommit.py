@@ -152,9 +152,82 @@ class GroupCommitMixin(DialectMixin):
         self.assertEqual([e.event["message"] for e in events], ["kept"])
 
     @defer.inlineCallbacks
+    def test_bulkSpoiledRunsAgain(self) -> Any:
+        """
+        Plain appends go in bulk; a deadlock-like error in the bulk write
+        spoils the transaction: the batch runs again, each stored once.
+        """
+        chatList = []
+        for _ in range(3):
+            chatList.append((yield self.newChat()))
+        from livechat.storage.database import Txn
+
+        real = Txn.executeMany
+        failures = [self.retryableError()]
+        bulk = []
+
+        def flaky(txn: Any, sql: str, rows: Any) -> Any:
+            bulk.append(len(rows))
+            if failures and "INSERT" in sql:
+                raise failures.pop()
+            return real(txn, sql, rows)
+
+        self.patch(Txn, "executeMany", flaky)
+        blocker = self.licence.appendEvents(chatList[0].id, [draft("a0")])
+        rest = [
+            self.licence.appendEvents(chat.id, [draft(f"b{i}")]) for i, chat in enumerate(chatList)
+        ]
+        yield blocker
+        yield defer.gatherResults(rest)
+        self.assertEqual(failures, [])
+        # The failed INSERT, then INSERT and UPDATE of the batch run again.
+        self.assertEqual(bulk, [3, 3, 3])
+        for i, chat in enumerate(chatList):
+            events = yield self.licence.eventsAfter(chat.id, 0)
+            expected = (["a0"] if i == 0 else []) + [f"b{i}"]
+            self.assertEqual([e.event["message"] for e in events], expected)
+
+    @defer.inlineCallbacks
+    def test_bulkWriteRefusedAlone(self) -> Any:
+        """
+        A bulk write that fails for one append's own reason (here a row
+        already at its next sequence) is undone and done again one by one:
+        that append alone is refused, the others are stored.
+        """
+        chatList = []
+        for _ in range(3):
+            chatList.append((yield self.newChat()))
+        bad = chatList[1]
+
+        def squat(txn: Any) -> None:
+            txn.execute(
+                "INSERT INTO {chat_events} "
+                "(chat_id, seq, created_at, type, originator, role, body) "
+                "VALUES (?, 1, 0, 'ContentEvent', 'x', 'CONSUMER', '{}')",
+                (bad.id,),
+            )
+
+        yield self.store.db.runLicence(100, "squat", squat)
+        blocker = self.licence.appendEvents(chatList[0].id, [draft("a0")])
+        rest = [
+            self.licence.appendEvents(chat.id, [draft(f"b{i}")]) for i, chat in enumerate(chatList)
+        ]
+        yield blocker
+        results = yield defer.DeferredList(rest, consumeErrors=True)
+        self.assertEqual([ok for ok, _ in results], [True, False, True])
+        self.assertTrue(self.store.db.engine.isIntegrityError(results[1][1].value))
+        for i, chat in enumerate(chatList):
+            if chat is bad:
+                continue
+            events = yield self.licence.eventsAfter(chat.id, 0)
+            expected = (["a0"] if i == 0 else []) + [f"b{i}"]
+            self.assertEqual([e.event["message"] for e in events], expected)
+
+    @defer.inlineCallbacks
     def test_spoiledTransactionRunsAgain(self) -> Any:
         """
-        A deadlock-like error in the middle of a batch spoils the whole
+        A deadlock-like error in the middle of a batch of appends that change
+        the chat (one by one, each in a savepoint) spoils the whole
         transaction: the batch runs again, and every append is stored once.
         """
         chatList = []
@@ -172,7 +245,8 @@ class GroupCommitMixin(DialectMixin):
         self.patch(chats, "appendEvents_txn", flaky)
         blocker = self.licence.appendEvents(chatList[0].id, [draft("a0")])
         rest = [
-            self.licence.appendEvents(chat.id, [draft(f"b{i}")]) for i, chat in enumerate(chatList)
+            self.licence.appendEvents(chat.id, [draft(f"b{i}")], update={"name": f"n{i}"})
+            for i, chat in enumerate(chatList)
         ]
         yield blocker
         yield defer.gatherResults(rest)

@@ -137,10 +137,10 @@ def _deferred(method: Callable[..., Any]) -> Callable[..., defer.Deferred[Any]]:
             result = method(*args, **kw)
         except Exception:
             return defer.fail()
-        if inspect.isawaitable(result) and not isinstance(result, defer.Deferred):
-            return defer.ensureDeferred(result)
-        if isinstance(result, defer.Deferred):
+        if isinstance(result, defer.Deferred):  # the usual case: first, it is cheap
             return result
+        if inspect.isawaitable(result):
+            return defer.ensureDeferred(result)
         return defer.succeed(result)
 
     return wrapper

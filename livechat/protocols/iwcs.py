@@ -17,7 +17,6 @@ requests about different chats run side by side.
 from __future__ import annotations
 
 import collections
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,7 +31,7 @@ import livechat
 from livechat.apikeys import checkKey
 from livechat.auth import LoginRefused, login
 from livechat.core.errors import CoreError
-from livechat.identity import IdentityKeyError, IdentityVerifier
+from livechat.identity import IdentityKeyFile, IdentityVerifier
 from livechat.interfaces import IChannel
 from livechat.model import AcceptStatus
 from livechat.protocols import iwcspackets as P
@@ -151,6 +150,7 @@ class IwcsFactory(protocol.Factory):
         *,
         logs: Any = None,
         reception: Any = None,
+        identity: IdentityKeyFile | None = None,
         keyPath: str | None = None,
     ) -> None:
         self.core = core
@@ -160,53 +160,28 @@ class IwcsFactory(protocol.Factory):
         self.clock = clock
         self.logs = logs
         self.reception = reception
-        self.keyPath = keyPath
-        self.verifier: IdentityVerifier | None = None
+        self._ownsKey = identity is None
+        self.identity = identity or IdentityKeyFile(keyPath, clock)
         self.connections: set[IwcsProtocol] = set()
-        self._keyLoaded = False
 
-    def buildProtocol(self, addr: Any) -> IwcsProtocol:
+    def buildProtocol(self, addr: Any) -> IwcsProtocol:  # type: ignore[override]
         p = IwcsProtocol()
         p.factory = self
         return p
 
     # -- the identity key ----------------------------------------------------------
 
-    def loadKey(self) -> None:
-        """
-        (Re)read the public key file.  A missing file means no key (signed
-        identities are dropped); an unreadable or bad one keeps the key in
-        use, if any, and is logged as an error.
-        """
-        self._keyLoaded = True
-        path = self.keyPath
-        if not path or not os.path.exists(path):
-            if self.verifier is not None or path:
-                self._log.info(
-                    "IWCS: no identity key file{where}; signed identities will be dropped",
-                    where=f" at {path}" if path else "",
-                )
-            self.verifier = None
-            return
-        try:
-            verifier = IdentityVerifier.fromFile(path, self.clock)
-        except IdentityKeyError as e:
-            self._log.error(
-                "IWCS: identity key not loaded: {error}; {keeping}",
-                error=e,
-                keeping="keeping the key in use" if self.verifier else "no key in use",
-            )
-            return
-        self.verifier = verifier
-        self._log.info(
-            "IWCS: identity key {path} loaded ({algorithm})",
-            path=path,
-            algorithm=verifier.algorithm,
-        )
+    @property
+    def verifier(self) -> IdentityVerifier | None:
+        return self.identity.verifier
+
+    @verifier.setter
+    def verifier(self, verifier: IdentityVerifier | None) -> None:
+        self.identity.verifier = verifier
 
     def startFactory(self) -> None:
-        if not self._keyLoaded:
-            self.loadKey()
+        if self._ownsKey and not self.identity.loaded:
+            self.identity.load()
 
     def stopFactory(self) -> None:
         for connection in list(self.connections):
@@ -226,8 +201,8 @@ class IwcsFactory(protocol.Factory):
         )
         for connection in self.connections:
             connection.settingsChanged()
-        self.keyPath = config.verifyKeyFile
-        self.loadKey()
+        if self._ownsKey:
+            self.identity.reconfigure(config)
 
     # -- logs --------------------------------------------------------------------
 
@@ -256,6 +231,7 @@ class IwcsProtocol(protocol.Protocol):
 
     _log = Logger()
     factory: IwcsFactory
+    transport: Any
 
     def __init__(self) -> None:
         self._buffer = b""
@@ -850,17 +826,8 @@ class IwcsProtocol(protocol.Protocol):
         }
         claimed = any(v is not None for v in (p.name, p.email, p.customer_id, p.signature))
         if claimed:
-            verifier = f.verifier
-            if verifier is None:
-                self._log.warn(
-                    "identity of visitor {visitor} (licence {licence}) dropped: "
-                    "no identity key is configured",
-                    visitor=p.visitor,
-                    licence=self.licence,
-                )
-            else:
-                found = verifier.verify(signed, p.signature)
-                identity = found.toCore() if found is not None else None
+            found = f.identity.verify(signed, p.signature)
+            identity = found.toCore() if found is not None else None
         info: dict[str, Any] = {
             "url": p.url,
             "title": p.title,
@@ -957,7 +924,9 @@ class IwcsProtocol(protocol.Protocol):
     }
 
 
-def makeFactory(parts: Any, reactor: Any, reception: Any = None) -> IwcsFactory:
+def makeFactory(
+    parts: Any, reactor: Any, reception: Any = None, identity: IdentityKeyFile | None = None
+) -> IwcsFactory:
     """The IWCS factory of a node (no I/O: the key file is read when it starts listening)."""
     config = parts.config
     return IwcsFactory(
@@ -968,5 +937,6 @@ def makeFactory(parts: Any, reactor: Any, reception: Any = None) -> IwcsFactory:
         reactor,
         logs=parts.logs,
         reception=reception,
+        identity=identity,
         keyPath=config.verifyKeyFile,
     )

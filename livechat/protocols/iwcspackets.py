@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast, dataclass_transform
 from urllib.parse import quote, unquote_plus
 
 import attr
@@ -228,9 +228,6 @@ class IntMap(Codec):
         return ",".join(f"{int(k)}:{int(v)}" for k, v in sorted(value.items()))
 
 
-E = TypeVar("E", bound=enum.Enum)
-
-
 class Choice(Codec):
     """One of an enum's values (numbers for int enums, else the text)."""
 
@@ -258,14 +255,21 @@ class Choice(Codec):
         return str(value)
 
 
+C = TypeVar("C")
 _WIRE = "iwcs"
 _SAFE = ",:@/*"
 """Characters left as they are in values (besides letters, digits and C{_.-~})."""
 
 
-def wire(codec: Codec, default: Any = attr.NOTHING, name: str | None = None) -> Any:
+def wire(codec: Codec, *, default: Any = attr.NOTHING, name: str | None = None) -> Any:
     """An attrs field carried on the wire as C{codec}; with a default it is optional."""
     return attr.ib(default=default, metadata={_WIRE: (codec, name)})
+
+
+@dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(wire,))
+def packet(cls: type[C]) -> type[C]:
+    """Make a packet class (attrs, frozen, keyword-only): type checkers see its fields."""
+    return attr.s(frozen=True, kw_only=True)(cls)
 
 
 # -- packets ------------------------------------------------------------------------------
@@ -291,7 +295,7 @@ def register(number: int, direction: str, name: str) -> Any:
     return decorate
 
 
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Packet:
     """A packet; subclasses declare their fields with L{wire}."""
 
@@ -306,11 +310,22 @@ class Packet:
     @classmethod
     def wireFields(cls) -> list[tuple[str, str, Codec, bool]]:
         """C{(attribute, wire name, codec, required)} of each field, in order."""
-        fields = []
-        for a in attr.fields(cls):
-            codec, name = a.metadata[_WIRE]
-            fields.append((a.name, name or a.name, codec, a.default is attr.NOTHING))
-        return fields
+        cached: list[tuple[str, str, Codec, bool]] | None = cls.__dict__.get("_wireFields")
+        if cached is None:
+            cached = []
+            for a in attr.fields(cast(Any, cls)):
+                codec, name = a.metadata[_WIRE]
+                cached.append((a.name, name or a.name, codec, a.default is attr.NOTHING))
+            type.__setattr__(cls, "_wireFields", cached)
+        return cached
+
+    @classmethod
+    def _byWireName(cls) -> dict[str, tuple[str, Codec, bool]]:
+        cached: dict[str, tuple[str, Codec, bool]] | None = cls.__dict__.get("_byWire")
+        if cached is None:
+            cached = {w: (a, c, r) for a, w, c, r in cls.wireFields()}
+            type.__setattr__(cls, "_byWire", cached)
+        return cached
 
     @classmethod
     def fromFields(cls: type[T], pairs: list[tuple[str, str]]) -> T:
@@ -322,10 +337,7 @@ class Packet:
                 raise PacketError("bad_field", f"{key} is given twice", requestId, cls.NUMBER)
             raw[key] = value
         requestId = raw.get("id")
-        known = {
-            wireName: (attribute, codec, required)
-            for attribute, wireName, codec, required in cls.wireFields()
-        }
+        known = cls._byWireName()
         for key in raw:
             if key not in known:
                 raise PacketError(
@@ -391,26 +403,26 @@ ROLE = Choice(Role)
 KINDS = ("agent", "control")
 
 
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Request(Packet):
     """A client packet: C{id} (optional) is repeated in the answer."""
 
-    id: str | None = wire(REQUEST_ID, None)
+    id: str | None = wire(REQUEST_ID, default=None)
 
 
-@attr.s(frozen=True, kw_only=True)
+@packet
 class ChatRequest(Request):
     """A request about one chat.  C{visitor}: a control acts for that visitor."""
 
     chat: int = wire(CHAT)
-    visitor: str | None = wire(VISITOR, None)
+    visitor: str | None = wire(VISITOR, default=None)
 
 
 # -- client to server ---------------------------------------------------------------------
 
 
 @register(1, "C", "LOGIN")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Login(Request):
     """
     Log in.  An agent application gives C{nick} and C{password}; a control
@@ -420,17 +432,17 @@ class Login(Request):
 
     licence: int = wire(Int(1, 2**31 - 1))
     kind: str = wire(Choice(KINDS))
-    nick: str | None = wire(Text(100), None)
-    password: str | None = wire(Text(200, secret=True), None)
-    key: str | None = wire(Text(200, secret=True), None)
-    status: OperatorStatus | None = wire(Choice(OperatorStatus), None)
-    resume: dict[int, int] | None = wire(IntMap(), None)
-    client: str | None = wire(Text(100), None)
-    version: int | None = wire(Int(1, 1000), None)
+    nick: str | None = wire(Text(100), default=None)
+    password: str | None = wire(Text(200, secret=True), default=None)
+    key: str | None = wire(Text(200, secret=True), default=None)
+    status: OperatorStatus | None = wire(Choice(OperatorStatus), default=None)
+    resume: dict[int, int] | None = wire(IntMap(), default=None)
+    client: str | None = wire(Text(100), default=None)
+    version: int | None = wire(Int(1, 1000), default=None)
 
 
 @register(2, "C", "VISITOR")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class ReportVisitor(Request):
     """
     A control reports a visitor's page view.  C{name}, C{email},
@@ -439,20 +451,20 @@ class ReportVisitor(Request):
     """
 
     visitor: str = wire(VISITOR)
-    url: str | None = wire(Text(2000), None)
-    title: str | None = wire(Text(2000), None)
-    referrer: str | None = wire(Text(2000), None)
-    agent: str | None = wire(Text(2000), None)
-    address: str | None = wire(Text(64), None)
-    name: str | None = wire(NAME, None)
-    email: str | None = wire(EMAIL, None)
-    customer_id: str | None = wire(Text(128), None)
-    expires: int | None = wire(Int(0), None)
-    signature: str | None = wire(Text(1024), None)
+    url: str | None = wire(Text(2000), default=None)
+    title: str | None = wire(Text(2000), default=None)
+    referrer: str | None = wire(Text(2000), default=None)
+    agent: str | None = wire(Text(2000), default=None)
+    address: str | None = wire(Text(64), default=None)
+    name: str | None = wire(NAME, default=None)
+    email: str | None = wire(EMAIL, default=None)
+    customer_id: str | None = wire(Text(128), default=None)
+    expires: int | None = wire(Int(0), default=None)
+    signature: str | None = wire(Text(1024), default=None)
 
 
 @register(3, "C", "STATUS")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class SetStatus(Request):
     """Set one's status (0 online … 5 invisible)."""
 
@@ -460,43 +472,43 @@ class SetStatus(Request):
 
 
 @register(4, "C", "PING")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Ping(Request):
     """Keep the connection alive; answered by PONG."""
 
 
 @register(5, "C", "VISITORS")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class ListVisitors(Request):
     """The licence's visitors now: one VISITOR packet each, then OK with C{count}."""
 
 
 @register(6, "C", "OPERATORS")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class ListOperators(Request):
     """The licence's operators online: one OPERATOR packet each, then OK with C{count}."""
 
 
 @register(7, "C", "LOGOUT")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Logout(Request):
     """End the session; the server answers BYE and closes."""
 
 
 @register(10, "C", "CHAT_REQUEST")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class RequestChat(Request):
     """A control asks for a chat for a visitor (it then follows the visitor)."""
 
     visitor: str = wire(VISITOR)
-    name: str | None = wire(NAME, None)
-    email: str | None = wire(EMAIL, None)
-    group: int | None = wire(Int(1), None)
-    text: str | None = wire(Text(), None)
+    name: str | None = wire(NAME, default=None)
+    email: str | None = wire(EMAIL, default=None)
+    group: int | None = wire(Int(1), default=None)
+    text: str | None = wire(Text(), default=None)
 
 
 @register(11, "C", "ACCEPT")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Accept(Request):
     """Accept a chat offered to you (CHAT_OFFERED)."""
 
@@ -504,7 +516,7 @@ class Accept(Request):
 
 
 @register(12, "C", "DECLINE")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Decline(Request):
     """Decline an offered chat; it goes to the next operator."""
 
@@ -512,45 +524,45 @@ class Decline(Request):
 
 
 @register(15, "C", "INVITE_VISITOR")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class InviteVisitor(Request):
     """Invite a visitor on the site to chat (proactive)."""
 
     visitor: str = wire(VISITOR)
-    text: str | None = wire(Text(), None)
+    text: str | None = wire(Text(), default=None)
 
 
 @register(16, "C", "ANSWER_INVITATION")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class AnswerInvitation(Request):
     """A control answers an invitation for its visitor."""
 
     visitor: str = wire(VISITOR)
     accept: bool = wire(Bool())
-    name: str | None = wire(NAME, None)
-    email: str | None = wire(EMAIL, None)
+    name: str | None = wire(NAME, default=None)
+    email: str | None = wire(EMAIL, default=None)
 
 
 @register(17, "C", "HISTORY")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class History(Request):
     """A visitor's past chats: one HISTORY packet per message, then OK with C{count}."""
 
     visitor: str = wire(VISITOR)
-    limit: int | None = wire(Int(1, 100), None)
+    limit: int | None = wire(Int(1, 100), default=None)
 
 
 @register(18, "C", "FOLLOW")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Follow(Request):
     """A control follows a visitor: their chats' events, invitations and queue places."""
 
     visitor: str = wire(VISITOR)
-    resume: dict[int, int] | None = wire(IntMap(), None)
+    resume: dict[int, int] | None = wire(IntMap(), default=None)
 
 
 @register(19, "C", "UNFOLLOW")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Unfollow(Request):
     """A control stops following a visitor (the visitor left the site)."""
 
@@ -558,7 +570,7 @@ class Unfollow(Request):
 
 
 @register(20, "C", "MESSAGE")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class SendMessage(ChatRequest):
     """Post a message; OK carries its C{seq} once stored."""
 
@@ -566,7 +578,7 @@ class SendMessage(ChatRequest):
 
 
 @register(21, "C", "STATE")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class SendState(ChatRequest):
     """Typing state (not stored)."""
 
@@ -574,16 +586,16 @@ class SendState(ChatRequest):
 
 
 @register(22, "C", "READ")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class SendRead(ChatRequest):
     """Read (or accepted) receipts for events of the chat."""
 
     seqs: tuple[int, ...] = wire(IntList(1000))
-    status: AcceptStatus | None = wire(Choice(AcceptStatus), None)
+    status: AcceptStatus | None = wire(Choice(AcceptStatus), default=None)
 
 
 @register(23, "C", "JOIN")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Join(Request):
     """Join a chat you were invited into (a conference)."""
 
@@ -591,23 +603,23 @@ class Join(Request):
 
 
 @register(24, "C", "LEAVE")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Leave(ChatRequest):
     """Leave a chat (a control: its visitor leaves, which ends the chat)."""
 
 
 @register(25, "C", "TRANSFER")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Transfer(Request):
     """Hand your chat to another operator or to a group."""
 
     chat: int = wire(CHAT)
-    operator: int | None = wire(OPERATOR, None)
-    group: int | None = wire(Int(1), None)
+    operator: int | None = wire(OPERATOR, default=None)
+    group: int | None = wire(Int(1), default=None)
 
 
 @register(26, "C", "INVITE")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Invite(Request):
     """Invite a colleague into your chat (a conference)."""
 
@@ -616,7 +628,7 @@ class Invite(Request):
 
 
 @register(27, "C", "CLOSE")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Close(Request):
     """Close a chat."""
 
@@ -624,7 +636,7 @@ class Close(Request):
 
 
 @register(29, "C", "PRIVATE")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Private(Request):
     """Open (or find) the private chat with a colleague; OK carries C{chat}."""
 
@@ -632,7 +644,7 @@ class Private(Request):
 
 
 @register(31, "C", "HANDLED")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class MarkHandled(Request):
     """Mark messages visitors left as handled; OK carries the C{ids} now handled."""
 
@@ -642,15 +654,15 @@ class MarkHandled(Request):
 # -- server to client ---------------------------------------------------------------------
 
 
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Answer(Packet):
     """A server packet that answers a request: C{id} is the request's."""
 
-    id: str | None = wire(REQUEST_ID, None)
+    id: str | None = wire(REQUEST_ID, default=None)
 
 
 @register(1, "S", "WELCOME")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Welcome(Answer):
     """Logged in.  Chat events missed since C{resume} follow."""
 
@@ -662,42 +674,42 @@ class Welcome(Answer):
     max_line: int = wire(Int(1))
     max_message: int = wire(Int(1))
     idle: int = wire(Int(1))
-    operator: int | None = wire(OPERATOR, None)
-    nick: str | None = wire(Text(100), None)
-    name: str | None = wire(NAME, None)
-    status: OperatorStatus | None = wire(Choice(OperatorStatus), None)
-    team: int | None = wire(CHAT, None)
-    chats: tuple[int, ...] | None = wire(IntList(), None)
+    operator: int | None = wire(OPERATOR, default=None)
+    nick: str | None = wire(Text(100), default=None)
+    name: str | None = wire(NAME, default=None)
+    status: OperatorStatus | None = wire(Choice(OperatorStatus), default=None)
+    team: int | None = wire(CHAT, default=None)
+    chats: tuple[int, ...] | None = wire(IntList(), default=None)
 
 
 @register(2, "S", "VISITOR")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class VisitorInfo(Answer):
     """A visitor on the site, as agents see them (in a list, or a change)."""
 
     visitor: str = wire(VISITOR)
-    url: str = wire(Text(), "")
-    title: str = wire(Text(), "")
-    referrer: str = wire(Text(), "")
-    agent: str = wire(Text(), "")
-    first_seen: int = wire(TIME, 0)
-    previous_visit: int | None = wire(TIME, None)
-    returning: bool = wire(Bool(), False)
-    visits: int = wire(Int(0), 1)
-    pages: int = wire(Int(0), 0)
-    visit_started: int = wire(TIME, 0)
-    last_seen: int = wire(TIME, 0)
-    invitation: str = wire(Choice(("", "sent", "accepted", "declined")), "")
-    name: str = wire(Text(), "")
-    email: str = wire(Text(), "")
-    customer_id: str = wire(Text(), "")
-    verified: bool = wire(Bool(), False)
-    chat: int | None = wire(CHAT, None)
-    connected: bool = wire(Bool(), False)
+    url: str = wire(Text(), default="")
+    title: str = wire(Text(), default="")
+    referrer: str = wire(Text(), default="")
+    agent: str = wire(Text(), default="")
+    first_seen: int = wire(TIME, default=0)
+    previous_visit: int | None = wire(TIME, default=None)
+    returning: bool = wire(Bool(), default=False)
+    visits: int = wire(Int(0), default=1)
+    pages: int = wire(Int(0), default=0)
+    visit_started: int = wire(TIME, default=0)
+    last_seen: int = wire(TIME, default=0)
+    invitation: str = wire(Choice(("", "sent", "accepted", "declined")), default="")
+    name: str = wire(Text(), default="")
+    email: str = wire(Text(), default="")
+    customer_id: str = wire(Text(), default="")
+    verified: bool = wire(Bool(), default=False)
+    chat: int | None = wire(CHAT, default=None)
+    connected: bool = wire(Bool(), default=False)
 
 
 @register(3, "S", "OPERATOR")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class OperatorInfo(Answer):
     """An operator online and their status (in a list, or a change)."""
 
@@ -709,7 +721,7 @@ class OperatorInfo(Answer):
 
 
 @register(4, "S", "PONG")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Pong(Answer):
     """The answer to PING, with the server's time (ms)."""
 
@@ -717,7 +729,7 @@ class Pong(Answer):
 
 
 @register(5, "S", "VISITOR_GONE")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class VisitorGone(Packet):
     """A visitor left the site."""
 
@@ -725,56 +737,47 @@ class VisitorGone(Packet):
 
 
 @register(6, "S", "LICENCE")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class LicenceStatus(Packet):
     """Whether an operator of the licence takes chats now (the chat button)."""
 
     online: bool = wire(Bool())
 
 
-BYE_REASONS = (
-    "logout",
-    "idle",
-    "too_many_errors",
-    "flood",
-    "slow",
-    "shutdown",
-    "login_failed",
-    "closed",
-)
+BYE_REASONS = ("logout", "idle", "too_many_errors", "flood", "shutdown", "closed")
 
 
 @register(7, "S", "BYE")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Bye(Answer):
     """The server closes the connection, and why."""
 
     reason: str = wire(Choice(BYE_REASONS))
-    text: str = wire(Text(), "")
+    text: str = wire(Text(), default="")
 
 
 @register(8, "S", "OK")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Ok(Answer):
     """A request was done; the fields that apply to it are set."""
 
-    seq: int | None = wire(SEQ, None)
-    chat: int | None = wire(CHAT, None)
-    count: int | None = wire(Int(0), None)
-    invitation: str | None = wire(Text(), None)
-    verified: bool | None = wire(Bool(), None)
-    ids: tuple[int, ...] | None = wire(IntList(), None)
+    seq: int | None = wire(SEQ, default=None)
+    chat: int | None = wire(CHAT, default=None)
+    count: int | None = wire(Int(0), default=None)
+    invitation: str | None = wire(Text(), default=None)
+    verified: bool | None = wire(Bool(), default=None)
+    ids: tuple[int, ...] | None = wire(IntList(), default=None)
 
 
 @register(9, "S", "ERROR")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Error(Answer):
     """A request (or a line) was refused: C{code} and C{name} (stable), C{text}."""
 
     code: int = wire(Int(0))
     name: str = wire(Choice(tuple(ERRORS)))
-    text: str = wire(Text(), "")
-    packet: int | None = wire(Int(0), None)
+    text: str = wire(Text(), default="")
+    packet: int | None = wire(Int(0), default=None)
 
     @classmethod
     def of(
@@ -784,53 +787,53 @@ class Error(Answer):
 
 
 @register(10, "S", "CHAT_OFFERED")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class ChatOffered(Packet):
     """A chat is yours if you ACCEPT it within C{expires} seconds."""
 
     chat: int = wire(CHAT)
     visitor: str = wire(VISITOR)
-    name: str = wire(Text(), "")
-    email: str = wire(Text(), "")
-    group: int | None = wire(Int(1), None)
-    text: str = wire(Text(), "")
+    name: str = wire(Text(), default="")
+    email: str = wire(Text(), default="")
+    group: int | None = wire(Int(1), default=None)
+    text: str = wire(Text(), default="")
     expires: int = wire(Int(0))
-    url: str = wire(Text(), "")
+    url: str = wire(Text(), default="")
 
 
 @register(11, "S", "CHAT_OPENED")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class ChatOpened(Packet):
     """A chat was opened for you; its events follow."""
 
     chat: int = wire(CHAT)
     kind: str = wire(Choice(("visitor", "private", "team")))
-    visitor: str | None = wire(VISITOR, None)
-    transferred_by: str | None = wire(REF, None)
-    with_: tuple[int, ...] | None = wire(IntList(), None, name="with")
+    visitor: str | None = wire(VISITOR, default=None)
+    transferred_by: str | None = wire(REF, default=None)
+    with_: tuple[int, ...] | None = wire(IntList(), default=None, name="with")
 
 
 @register(12, "S", "CHAT_WITHDRAWN")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class ChatWithdrawn(Packet):
     """An offered chat is not yours any more (C{reason}: timeout, declined, …)."""
 
     chat: int = wire(CHAT)
-    reason: str = wire(Text(), "")
+    reason: str = wire(Text(), default="")
 
 
 @register(13, "S", "QUEUE_POSITION")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class QueuePosition(Packet):
     """To a control: its visitor's place in the queue (0: being offered)."""
 
     chat: int = wire(CHAT)
     position: int = wire(Int(0))
-    visitor: str | None = wire(VISITOR, None)
+    visitor: str | None = wire(VISITOR, default=None)
 
 
 @register(14, "S", "QUEUE")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Queue(Packet):
     """To agents: the licence's waiting chats, first first."""
 
@@ -838,19 +841,19 @@ class Queue(Packet):
 
 
 @register(15, "S", "INVITATION")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Invitation(Packet):
     """To a control: an operator invites its visitor to chat."""
 
     visitor: str = wire(VISITOR)
     invitation: str = wire(Text())
     operator: str = wire(REF)
-    name: str = wire(Text(), "")
-    text: str = wire(Text(), "")
+    name: str = wire(Text(), default="")
+    text: str = wire(Text(), default="")
 
 
 @register(16, "S", "INVITATION_ANSWERED")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class InvitationAnswered(Packet):
     """To agents: a visitor answered an invitation."""
 
@@ -861,23 +864,23 @@ class InvitationAnswered(Packet):
 
 
 @register(17, "S", "HISTORY")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class HistoryMessage(Answer):
     """One message of a visitor's past chat (answering HISTORY)."""
 
     chat: int = wire(CHAT)
     status: str = wire(Text())
     created: int = wire(TIME)
-    closed: int | None = wire(TIME, None)
+    closed: int | None = wire(TIME, default=None)
     seq: int = wire(SEQ)
     time: int = wire(TIME)
     sender: str = wire(REF, name="from")
     role: Role = wire(ROLE)
-    name: str = wire(Text(), "")
-    text: str = wire(Text(), "")
+    name: str = wire(Text(), default="")
+    text: str = wire(Text(), default="")
 
 
-@attr.s(frozen=True, kw_only=True)
+@packet
 class ChatEvent(Packet):
     """
     A chat event: C{seq} (absent for typing), the time (ms), who did it
@@ -885,25 +888,25 @@ class ChatEvent(Packet):
     """
 
     chat: int = wire(CHAT)
-    seq: int | None = wire(SEQ, None)
+    seq: int | None = wire(SEQ, default=None)
     time: int = wire(TIME)
     sender: str = wire(REF, name="from")
     role: Role = wire(ROLE)
-    name: str = wire(Text(), "")
-    visitor: str | None = wire(VISITOR, None)
+    name: str = wire(Text(), default="")
+    visitor: str | None = wire(VISITOR, default=None)
 
 
 @register(20, "S", "MESSAGE")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class MessageEvent(ChatEvent):
     """A message (ContentEvent)."""
 
     text: str = wire(Text())
-    content_type: str = wire(Text(100), "text/plain")
+    content_type: str = wire(Text(100), default="text/plain")
 
 
 @register(21, "S", "STATE")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class StateEvent(ChatEvent):
     """A typing state (ChatStateEvent; no C{seq})."""
 
@@ -911,7 +914,7 @@ class StateEvent(ChatEvent):
 
 
 @register(22, "S", "READ")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class ReadEvent(ChatEvent):
     """Read or accepted receipts (AcceptStatusEvent)."""
 
@@ -919,89 +922,89 @@ class ReadEvent(ChatEvent):
     seqs: tuple[int, ...] = wire(IntList())
 
 
-@attr.s(frozen=True, kw_only=True)
+@packet
 class ParticipantEvent(ChatEvent):
     """An event about a participant: C{who}, C{who_role}, C{who_name}."""
 
     who: str = wire(REF)
     who_role: Role = wire(ROLE)
-    who_name: str = wire(Text(), "")
+    who_name: str = wire(Text(), default="")
 
 
 @register(23, "S", "JOIN")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class JoinEvent(ParticipantEvent):
     """Someone joined the chat (JoinEvent)."""
 
 
 @register(24, "S", "LEAVE")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class LeaveEvent(ParticipantEvent):
     """Someone left the chat (LeaveEvent; C{reason}: left, transfer, disconnected)."""
 
-    reason: str = wire(Text(), "")
+    reason: str = wire(Text(), default="")
 
 
 @register(25, "S", "TRANSFER")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class TransferEvent(ChatEvent):
     """The chat was handed on (TransferEvent); C{by_status}: the transferring operator's."""
 
     by_status: OperatorStatus = wire(Choice(OperatorStatus))
-    to_operator: str | None = wire(REF, None)
-    to_name: str | None = wire(Text(), None)
-    to_group: int | None = wire(Int(1), None)
+    to_operator: str | None = wire(REF, default=None)
+    to_name: str | None = wire(Text(), default=None)
+    to_group: int | None = wire(Int(1), default=None)
 
 
 @register(26, "S", "INVITE")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class InviteEvent(ChatEvent):
     """An operator was invited into the chat (InviteEvent)."""
 
     who: str = wire(REF)
-    who_name: str = wire(Text(), "")
+    who_name: str = wire(Text(), default="")
 
 
 @register(27, "S", "CLOSE")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class CloseEvent(ChatEvent):
     """The chat is over (CloseEvent; C{reason}: visitor_left, operator_closed, visitor_gone)."""
 
-    reason: str = wire(Text(), "")
+    reason: str = wire(Text(), default="")
 
 
 @register(28, "S", "CONFERENCE_INVITED")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class ConferenceInvited(Packet):
     """A colleague invites you into a chat; JOIN it."""
 
     chat: int = wire(CHAT)
     sender: str = wire(REF, name="from")
-    name: str = wire(Text(), "")
+    name: str = wire(Text(), default="")
 
 
 @register(30, "S", "LEFT_MESSAGE")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class LeftMessage(Packet):
     """A message a visitor left (outside office hours, or with nobody there)."""
 
     message: int = wire(Int(1))
     time: int = wire(TIME)
     visitor: str = wire(Text())
-    group: int | None = wire(Int(1), None)
-    reason: str = wire(Text(), "")
-    name: str = wire(Text(), "")
-    email: str = wire(Text(), "")
-    text: str = wire(Text(), "")
-    url: str = wire(Text(), "")
-    language: str = wire(Text(), "")
-    mailed: bool = wire(Bool(), False)
-    handled: int | None = wire(TIME, None)
-    handled_by: int | None = wire(Int(0), None)
+    group: int | None = wire(Int(1), default=None)
+    reason: str = wire(Text(), default="")
+    name: str = wire(Text(), default="")
+    email: str = wire(Text(), default="")
+    text: str = wire(Text(), default="")
+    url: str = wire(Text(), default="")
+    language: str = wire(Text(), default="")
+    mailed: bool = wire(Bool(), default=False)
+    handled: int | None = wire(TIME, default=None)
+    handled_by: int | None = wire(Int(0), default=None)
 
 
 @register(31, "S", "HANDLED")
-@attr.s(frozen=True, kw_only=True)
+@packet
 class Handled(Packet):
     """Left messages were marked handled (by C{by})."""
 

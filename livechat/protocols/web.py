@@ -139,6 +139,8 @@ class WebFront:
         self.tabs: collections.Counter[tuple[int, str]] = collections.Counter()
         self.channels: set[Any] = set()
         """Open WebSocket and SSE connections of visitors on this node."""
+        self.identity: Any = None
+        """The L{livechat.identity.IdentityKeyFile} that checks signed identities."""
 
     def reconfigure(self, settings: WebSettings) -> None:
         self.settings = attr.evolve(
@@ -361,6 +363,9 @@ class MonitorResource(_AsyncJSON):
             if value is not None and not isinstance(value, str):
                 raise WebRefused("bad_request", f"{name} is text", 400)
             fields[name] = value or ""
+        identity = self._identity(licence, visitorId, body)
+        if identity is not None:
+            fields["identity"] = identity
         state = await front.core.pageView(
             licence, visitorId, user_agent=ua, address=client.address, **fields
         )
@@ -393,7 +398,38 @@ class MonitorResource(_AsyncJSON):
             "reception": reception,
             "look": look,
             "tokenDays": front.settings.tokenDays,
+            "verified": identity is not None,
         }
+
+    def _identity(self, licence: int, visitorId: str, body: dict[str, Any]) -> Any:
+        """
+        The identity the website signed (C{identity}: name, email,
+        customer_id, expires; C{signature}), for the core, or C{None} when
+        there is none or it does not verify (dropped and logged).
+        """
+        claimed = body.get("identity")
+        if claimed is None:
+            return None
+        signature = body.get("signature")
+        if not isinstance(claimed, dict) or not isinstance(signature, (str, type(None))):
+            raise WebRefused("bad_request", "identity is an object and signature text", 400)
+        signed: dict[str, Any] = {"licence": licence, "visitor": visitorId}
+        for name, limit in (("name", 200), ("email", 254), ("customer_id", 128)):
+            value = claimed.get(name)
+            if value is not None and (not isinstance(value, str) or len(value) > limit):
+                raise WebRefused("bad_request", f"identity.{name} is text of at most {limit}", 400)
+            signed[name] = value
+        expires = claimed.get("expires")
+        if expires is not None and (
+            not isinstance(expires, int) or isinstance(expires, bool) or expires < 0
+        ):
+            raise WebRefused("bad_request", "identity.expires is seconds since the epoch", 400)
+        signed["expires"] = expires
+        keys = self.front.identity
+        if keys is None:
+            return None
+        found = keys.verify(signed, signature)
+        return found.toCore() if found is not None else None
 
     def _setCookie(self, request: server.Request, name: str, token: str, secure: bool) -> None:
         # A token is [A-Za-z0-9._-] only: no quoting needed.

@@ -303,8 +303,11 @@ def appendEvents_txn(
     txn.execute(f"UPDATE {{chats}} SET {sets} WHERE id = ?", (*values, chatId))
     if participants is not None:
         _setParticipants(txn, chatId, participants, nowMS)
-    after = getChat_txn(txn, chatId)
-    assert after is not None
+    # The row as it is now: the locked one with the columns just set (no
+    # second read; the columns are the Chat's attributes of the same name).
+    if "status" in columns:
+        columns["status"] = ChatStatus(columns["status"])
+    after = attr.evolve(chat, **columns)
     more = list(domain)
     if domainAfter is not None:
         more.extend(domainAfter(after, stored, txn))
@@ -336,22 +339,136 @@ def appendBatch_txn(txn: Txn, requests: Sequence[AppendRequest]) -> list[tuple[b
         return [(True, appendEvents_txn(txn, chatId, events, nowMS, **options))]
     txn.begin()
     outcomes: list[tuple[bool, Any]] = []
-    for chatId, events, nowMS, options in requests:
-        txn.savepoint("lc_append")
-        try:
-            result = appendEvents_txn(txn, chatId, events, nowMS, **options)
-        except Exception as e:
-            if txn.engine.isRetryable(e) or txn.engine.isConnectionError(e):
-                raise
-            try:
-                txn.rollbackToSavepoint("lc_append")
-            except Exception:
-                raise e from None
-            outcomes.append((False, e))
+    index = 0
+    while index < len(requests):
+        # Runs of plain appends (messages, receipts) go in bulk; the rest one
+        # by one, each in a savepoint.  Order is kept either way.
+        end = index
+        while end < len(requests) and _plain(requests[end]):
+            end += 1
+        if end - index > 1:
+            outcomes.extend(_appendPlain_txn(txn, requests[index:end]))
+            index = end
         else:
-            txn.releaseSavepoint("lc_append")
-            outcomes.append((True, result))
+            outcomes.append(_appendOne_txn(txn, requests[index]))
+            index += 1
     return outcomes
+
+
+_PLAIN_OPTIONS = frozenset({"require", "requireParticipant"})
+
+
+def _plain(request: AppendRequest) -> bool:
+    """An append that only adds events (no state change, participants, domain events)."""
+    return _PLAIN_OPTIONS.issuperset(request[3])
+
+
+def _appendPlain_txn(txn: Txn, requests: Sequence[AppendRequest]) -> list[tuple[bool, Any]]:
+    """
+    Plain appends in bulk: their chats read (and locked) in one query, the
+    participants in one, the events inserted and the sequences moved on with
+    one statement each (executemany).  The same checks and results as
+    L{appendEvents_txn}, one after the other; a refused one changes nothing.
+    If a write fails for a reason of its own, the run is undone and done
+    again one by one, so the failing append alone is refused.
+    """
+    ids = sorted({r[0] for r in requests})
+    marks = ", ".join("?" for _ in ids)
+    chats = {
+        int(row[0]): chatFromRow(txn.licence or 0, row)
+        for row in txn.query(
+            f"SELECT {CHAT_COLUMNS} FROM {{chats}} WHERE id IN ({marks}) ORDER BY id"
+            + txn.engine.forUpdate,
+            ids,
+        )
+    }
+    members = {
+        (int(row[0]), row[1])
+        for row in txn.query(
+            "SELECT chat_id, participant, role FROM {chat_participants} "
+            f"WHERE left_at IS NULL AND chat_id IN ({marks})",
+            ids,
+        )
+        if row[2] != INVITED
+    }
+    outcomes: list[tuple[bool, Any]] = []
+    rows: list[tuple[Any, ...]] = []
+    touched: dict[int, Chat] = {}
+    for chatId, events, nowMS, options in requests:
+        chat = chats.get(chatId)
+        try:
+            if chat is None:
+                raise NotFound(f"chat {chatId} does not exist")
+            require = options.get("require")
+            if require is not None and chat.status not in set(require):
+                raise WrongState(chat)
+            who = options.get("requireParticipant")
+            if who is not None and chat.kind is not ChatKind.TEAM and (chatId, who) not in members:
+                raise NotParticipant(f"{who} is not in chat {chatId}")
+            drafts = events(chat) if callable(events) else events
+        except (NotFound, WrongState, NotParticipant) as e:
+            outcomes.append((False, e))
+            continue
+        stored = []
+        for offset, draft in enumerate(drafts):
+            seq = chat.last_seq + 1 + offset
+            body = json.dumps({"event": draft.event, "name": draft.name}, sort_keys=True)
+            rows.append(
+                (chatId, seq, nowMS, draft.event["type"], draft.originator, draft.role, body)
+            )
+            stored.append(
+                StoredEvent(
+                    chat_id=chatId,
+                    seq=seq,
+                    created_at=nowMS,
+                    originator=draft.originator,
+                    role=draft.role,
+                    name=draft.name,
+                    event=draft.event,
+                )
+            )
+        chat = chats[chatId] = touched[chatId] = attr.evolve(
+            chat, last_seq=chat.last_seq + len(drafts)
+        )
+        outcomes.append((True, (chat, stored, [])))
+    if not rows:
+        return outcomes
+    txn.savepoint("lc_bulk")
+    try:
+        txn.executeMany(
+            "INSERT INTO {chat_events} (chat_id, seq, created_at, type, originator, role, body) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        txn.executeMany(
+            "UPDATE {chats} SET last_seq = ? WHERE id = ?",
+            [(chat.last_seq, chatId) for chatId, chat in touched.items()],
+        )
+    except Exception as e:
+        if txn.engine.isRetryable(e) or txn.engine.isConnectionError(e):
+            raise
+        txn.rollbackToSavepoint("lc_bulk")
+        return [_appendOne_txn(txn, r) for r in requests]
+    txn.releaseSavepoint("lc_bulk")
+    return outcomes
+
+
+def _appendOne_txn(txn: Txn, request: AppendRequest) -> tuple[bool, Any]:
+    """One append of a batch, in a savepoint: refused alone."""
+    chatId, events, nowMS, options = request
+    txn.savepoint("lc_append")
+    try:
+        result = appendEvents_txn(txn, chatId, events, nowMS, **options)
+    except Exception as e:
+        if txn.engine.isRetryable(e) or txn.engine.isConnectionError(e):
+            raise
+        try:
+            txn.rollbackToSavepoint("lc_append")
+        except Exception:
+            raise e from None
+        return (False, e)
+    txn.releaseSavepoint("lc_append")
+    return (True, result)
 
 
 def eventsAfter_txn(txn: Txn, chatId: int, afterSeq: int, limit: int) -> list[StoredEvent]:

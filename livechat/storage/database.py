@@ -100,6 +100,10 @@ class Txn:
         else:
             self._txn.execute(sql)
 
+    def executeMany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement for each row of arguments (the driver's executemany)."""
+        self._txn.executemany(self.scope.prepare(sql, self.engine), [tuple(r) for r in rows])
+
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         self.execute(sql, args)
         return list(self._txn.fetchall())
