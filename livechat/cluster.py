@@ -149,6 +149,25 @@ return out
 """
 
 
+_OPERATOR_ABSENT = """
+-- KEYS: info key, absent key; ARGV: now (ms), grace (ms), seconds to keep the absent key
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('DEL', KEYS[2])
+  return 0
+end
+local since = redis.call('GET', KEYS[2])
+if not since then
+  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
+  return 0
+end
+if tonumber(ARGV[1]) - tonumber(since) < tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+
 @implementer(IPresence)
 class RedisPresence:
     """
@@ -396,6 +415,36 @@ class RedisPresence:
 
     def expiredVisitors(self) -> defer.Deferred[list[VisitorState]]:
         return self._tolerant(self._expiredVisitors(), mirror=lambda: defer.succeed([]))
+
+    # -- the janitor's bookkeeping ------------------------------------------------------
+
+    def operatorAbsent(self, licence: int, operator: int, grace: float) -> defer.Deferred[bool]:
+        r = self._redis
+        d = r.eval(
+            _OPERATOR_ABSENT,
+            [r.key("lc", licence, "op", operator), r.key("lc", licence, "op", operator, "absent")],
+            [int(self._clock.seconds() * 1000), int(grace * 1000), int(grace) * 2 + 600],
+        )
+        return self._never(d.addCallback(lambda result: bool(int(result))))
+
+    def lease(self, name: str, period: float) -> defer.Deferred[bool]:
+        r = self._redis
+        turn = int(self._clock.seconds() // period)
+        keep = str(max(1, int(period * 2)))
+        d = r.call("SET", r.key("lease", name, turn), self.nodeId, "NX", "EX", keep)
+        return self._never(d.addCallback(lambda result: result is not None))
+
+    def _never(self, d: defer.Deferred[bool]) -> defer.Deferred[bool]:
+        """Without Redis, a node cannot tell whether the others are alive: answer no."""
+
+        def failed(f: Any) -> bool:
+            if f.check(RedisUnavailable, ConnectionError, defer.TimeoutError) or (
+                "connection" in str(f.value).lower()
+            ):
+                return False
+            return f  # type: ignore[no-any-return]
+
+        return d.addErrback(failed)
 
     # -- failure handling ------------------------------------------------------------
 
@@ -654,6 +703,12 @@ class RedisRouter:
             lambda chats: sorted(int(c) for c in chats)
         )
         return self._fallback(d, lambda: localDone)
+
+    def leftNode(self, licence: int, operator: int) -> defer.Deferred[None]:
+        """Another node holds the operator now: its heartbeat keeps them available."""
+        self._mine.pop((licence, operator), None)
+        self.local.removeOperator(licence, operator)
+        return defer.succeed(None)
 
     def route(self, licence: int, request: RouteRequest) -> defer.Deferred[Assignment]:
         if not self._redis.up:

@@ -324,6 +324,15 @@ def _keys() -> Iterator[Key]:
         section=s,
     )
     yield Key(
+        "PRESENCE_TTL",
+        _integer(3, 3600),
+        "30",
+        "With REDIS: seconds an operator's presence and routing availability live in "
+        "Redis unless their node refreshes them (every third of it); a node that dies "
+        "disappears from presence after at most this long.",
+        section=s,
+    )
+    yield Key(
         "LICENCE_FILE",
         _path,
         "",
@@ -482,6 +491,16 @@ def _keys() -> Iterator[Key]:
         "60",
         "Seconds an operator whose last connection dropped stays online "
         "(to reconnect) before their chats are routed to others.",
+        section=s,
+    )
+    yield Key(
+        "ORPHAN_SWEEP_INTERVAL",
+        _integer(1, 3600),
+        "15",
+        "Seconds between the checks for chats nobody looks after (their operator's "
+        "node died, or a node restarted): one node per interval hands back the chats "
+        "of operators gone for OPERATOR_GRACE and withdraws offers that outlived "
+        "CHAT_ACCEPT_TIMEOUT.",
         section=s,
     )
     yield Key(

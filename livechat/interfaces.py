@@ -389,8 +389,16 @@ class IBus(Interface):
     must not be lost is in the database, and receivers fill gaps from it.
     """
 
-    def publish(channel, message):
-        """@return: Deferred firing with C{None} once handed over."""
+    def publish(channel, message, replay=False):
+        """
+        Publish C{message} on C{channel}.  With C{replay} (numbered chat
+        events, which receivers de-duplicate by their sequence), a bus that
+        could not hand the message to the other processes sends the last
+        such message of the channel again once it can, so that receivers
+        learn there is a gap to fill.
+
+        @return: Deferred firing with C{None} once handed over.
+        """
 
     def subscribe(channel, handler):
         """
@@ -438,6 +446,15 @@ class IRouter(Interface):
         The operator is gone (offline).  Their reservations are dropped.
 
         @return: Deferred firing with the ids of the chats they had.
+        """
+
+    def leftNode(licence, operator):
+        """
+        This node holds no more connections of the operator, who stays
+        online through another node: stop keeping their availability alive
+        from here (their reservations stay).
+
+        @return: Deferred firing with C{None}.
         """
 
     def route(licence, request):
@@ -532,4 +549,29 @@ class IPresence(Interface):
         list (each is handed to exactly one caller).
 
         @return: Deferred firing with them.
+        """
+
+    def operatorAbsent(licence, operator, grace):
+        """
+        Account for an operator who holds chats in the database: is there
+        no live presence of them (no node refreshes it), and has that lasted
+        C{grace} seconds since a call first found them absent?  A call that
+        finds them present forgets the absence.
+
+        @return: Deferred firing with C{True} for exactly one caller (one
+            node of a cluster) once the absence has lasted C{grace}, else
+            C{False}; always C{False} while the shared state cannot be
+            reached (a node that cannot see the others must not take their
+            chats).
+        """
+
+    def lease(name, period):
+        """
+        Take the turn C{name} for the current period of C{period} seconds
+        (by the caller's clock), so that periodic cluster-wide work is done
+        by one node per period.
+
+        @return: Deferred firing with C{True} for the first caller of a
+            period, C{False} for the others (and while the shared state
+            cannot be reached).
         """

@@ -506,10 +506,11 @@ def makeParts(
         url, prefix = redisSettings(config["REDIS"])
         nodeId = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
         bus = RedisBus(url, reactor, prefix=prefix, nodeId=nodeId)
+        ttl = config["PRESENCE_TTL"]
         presence: Any = RedisPresence(
-            bus, reactor, nodeId, settings.visitorIdle, settings.maxVisitorsPerLicence
+            bus, reactor, nodeId, settings.visitorIdle, settings.maxVisitorsPerLicence, ttl=ttl
         )
-        router: Any = RedisRouter(bus, reactor)
+        router: Any = RedisRouter(bus, reactor, ttl=ttl)
     else:
         nodeId = "local"
         bus = MemoryBus()

@@ -26,6 +26,7 @@ from livechat.model import OperatorStatus
 from livechat.notify import RecordingNotifier
 from tests.support import services
 from tests.support.core import CoreMixin, isEvent, isType
+from tests.support.db import bothDialects
 
 ON = OperatorStatus.ONLINE
 
@@ -261,13 +262,15 @@ class RedisPresenceContractTests(PresenceContract, unittest.TestCase):
 class TwoNodesMixin(CoreMixin):
     """Two cores on one database and one Redis, as two nodes would be."""
 
+    nodeNames: tuple[str, ...] = ("a", "b")
+
     @defer.inlineCallbacks
     def setUp(self) -> Any:
         yield super().setUp()  # node A: self.core (memory) is replaced below
         yield self.core.stop()
         self.prefix = f"t{secrets.token_hex(4)}:"
         self.nodes = []
-        for name in ("a", "b"):
+        for name in self.nodeNames:
             bus = redisBus(self, self.prefix, getattr(self, "_url", None))
             yield bus.whenConnected()
             presence = RedisPresence(bus, self.clock, name, visitorIdle=600)
@@ -392,8 +395,326 @@ class RedisRestartTests(TwoNodesMixin, unittest.TestCase):
         yield defer.gatherResults(back)
         got = yield achan.next(isEvent("ContentEvent", chatId, message="during the outage"))
         self.assertEqual(got["sequence"], during)
+        # The message may come first by node A's replay: wait for node B's
+        # resync (started before our listener ran) to have put anna back.
+        yield defer.DeferredList(list(self.nodes[1]._inflight))
         info = yield self.nodes[0].operatorInfo(100, op.id)
         self.assertIsNotNone(info)
         after = yield agent.send(chatId, "after")
         yield vchan.next(isEvent("ContentEvent", chatId, message="after"))
         self.assertEqual(vchan.sequences(chatId), list(range(1, after + 1)))
+
+
+class JanitorMixin(TwoNodesMixin):
+    """Nodes whose janitors sweep when the test says (not on the clock)."""
+
+    @defer.inlineCallbacks
+    def setUp(self) -> Any:
+        yield super().setUp()
+        for core in self.nodes:
+            core.janitor.stop()
+
+    def redis(self, *args: Any) -> Any:
+        return self.nodes[0].bus._commands.execute_command(*args)
+
+    @defer.inlineCallbacks
+    def kill(self, index: int, *operators: int) -> Any:
+        """
+        Node C{index} dies as with SIGKILL: its timers and heartbeats stop,
+        its Redis connections drop, and (as their expiry would) its alive
+        key and its operators' presence and availability vanish.
+        """
+        core = self.nodes[index]
+        core.janitor.stop()
+        core.presence.stop()
+        core.router.stop()
+        for local in core._local.values():
+            if local.grace is not None and local.grace.active():
+                local.grace.cancel()
+        for _, timer in core._offers.values():
+            if timer.active():
+                timer.cancel()
+        core._offers.clear()
+        core._local.clear()
+        yield core.bus.stopService()
+        keys = [self.prefix + "node:" + core.nodeId]
+        for op in operators:
+            keys += [self.prefix + f"lc:100:op:{op}", self.prefix + f"lc:100:avail:{op}"]
+        yield self.redis("DEL", *keys)
+
+    @defer.inlineCallbacks
+    def sweep(self, index: int = 0) -> Any:
+        adopted = yield self.nodes[index].janitor._sweep()
+        return adopted
+
+    @defer.inlineCallbacks
+    def chat(self, chatId: int) -> Any:
+        chat = yield self.store.forLicence(100).getChat(chatId)
+        return chat
+
+
+class JanitorTests(JanitorMixin, unittest.TestCase):
+    nodeNames = ("a", "b", "c")
+
+    @defer.inlineCallbacks
+    def test_deadNodesChatsRequeued(self) -> Any:
+        """
+        The agent's node dies and the agent never comes back: once their
+        presence has been gone for OPERATOR_GRACE (60 s here), the chat is
+        handed back to routing, exactly once though two nodes sweep at the
+        same moment: the visitor sees one LeaveEvent (reason disconnected)
+        and a queue position, the agents the operator offline.
+        """
+        op = yield self.operator(nick="anna")
+        other = yield self.operator(nick="otto")
+        agent, achan = yield self.on(1).connectOperator(op)
+        visitor, vchan = yield self.on(0).connectVisitor()
+        _, ochan = yield self.on(2).connectOperator(other, status=OperatorStatus.AWAY)
+        chatId = yield self.activeChat(visitor, vchan, agent, achan, "hello")
+        yield self.kill(1, op.id)
+        self.assertEqual((yield self.sweep(0)), 0)  # first seen absent
+        self.clock.advance(59)
+        self.assertEqual((yield self.sweep(2)), 0)  # not for long enough
+        self.assertEqual((yield self.chat(chatId)).status.value, "active")
+        self.clock.advance(1)
+        adopted = yield defer.gatherResults([self.sweep(0), self.sweep(2)])
+        self.assertEqual(sorted(adopted), [0, 1])
+        left = yield vchan.next(isEvent("LeaveEvent", chatId, reason="disconnected"))
+        self.assertEqual(left["originatorId"], f"op:{op.id}")
+        yield vchan.next(isType("chat.queue", chatId=chatId, position=1))
+        status = yield ochan.next(
+            lambda m: isType("operator.status")(m) and m["operator"]["id"] == f"op:{op.id}"
+        )
+        self.assertEqual(status["operator"]["status"], int(OperatorStatus.OFFLINE))
+        chat = yield self.chat(chatId)
+        self.assertEqual((chat.status.value, chat.operator), ("queued", None))
+        events = yield self.store.forLicence(100).eventsAfter(chatId, 0)
+        leaves = [e for e in events if e.event["type"] == "LeaveEvent"]
+        self.assertEqual(len(leaves), 1)
+        self.assertEqual((yield self.nodes[0].router.queue(100)), [chatId])
+        self.assertIsNone((yield self.nodes[0].operatorInfo(100, op.id)))
+        # Nothing more happens at later sweeps.
+        self.clock.advance(120)
+        yield self.sweep(0)
+        self.clock.advance(15)
+        yield self.sweep(2)
+        events = yield self.store.forLicence(100).eventsAfter(chatId, 0)
+        self.assertEqual(len([e for e in events if e.event["type"] == "LeaveEvent"]), 1)
+
+    @defer.inlineCallbacks
+    def test_reconnectWithinGrace(self) -> Any:
+        """
+        The agent's node dies and the agent reconnects to another node
+        within the grace time: the chat stays theirs whatever the sweeps,
+        they are available for routing again from the new node (the dead
+        node's availability key is gone), and a new chat reaches them.
+        """
+        op = yield self.operator(nick="anna")
+        agent, achan = yield self.on(1).connectOperator(op)
+        visitor, vchan = yield self.on(0).connectVisitor()
+        chatId = yield self.activeChat(visitor, vchan, agent, achan, "hello")
+        seq = yield visitor.send(chatId, "before the crash")
+        yield achan.next(isEvent("ContentEvent", chatId, message="before the crash"))
+        yield self.kill(1, op.id)
+        yield self.sweep(0)
+        self.clock.advance(30)
+        during = yield visitor.send(chatId, "while the agent is away")
+        again, achan2 = yield self.on(0).connectOperator(op, status=None, resume={chatId: seq})
+        got = yield achan2.next(isEvent("ContentEvent", chatId, message="while the agent is away"))
+        self.assertEqual(got["sequence"], during)
+        self.assertEqual(achan2.sequences(chatId), [during])
+        for _ in range(6):
+            self.clock.advance(15)
+            self.assertEqual((yield self.sweep(0)), 0)
+        chat = yield self.chat(chatId)
+        self.assertEqual((chat.status.value, chat.operator), ("active", op.id))
+        v2, v2chan = yield self.on(0).connectVisitor("visitor-0002")
+        second = yield v2.requestChat(message="me too")
+        yield achan2.next(isType("chat.offered", chatId=second))
+
+    @defer.inlineCallbacks
+    def test_reconnectKeepsAvailability(self) -> Any:
+        """
+        The agent reconnects to another node while the dead node's keys
+        still live (their TTL not yet run out): the new node now refreshes
+        the agent's routing availability, so it does not lapse with the
+        dead node's last refresh.
+        """
+        op = yield self.operator(nick="anna")
+        yield self.on(1).connectOperator(op)
+        yield self.kill(1)
+        yield self.on(0).connectOperator(op, status=None)
+        key = self.prefix + f"lc:100:avail:{op.id}"
+        yield self.redis("EXPIRE", key, "2")  # about to lapse
+        yield self.nodes[0].router._beat()
+        self.assertGreater(int((yield self.redis("TTL", key))), 2)
+
+    @defer.inlineCallbacks
+    def test_orphanedOffer(self) -> Any:
+        """
+        The node that offered a chat dies before the offer runs out: the
+        offer is withdrawn by a sweep once CHAT_ACCEPT_TIMEOUT and one sweep
+        interval have passed, not before, and the chat is routed again.
+        """
+        op = yield self.operator(nick="anna")
+        _, achan = yield self.on(0).connectOperator(op)
+        visitor, _ = yield self.on(1).connectVisitor()
+        chatId = yield visitor.requestChat(message="anyone?")
+        yield achan.next(isType("chat.offered", chatId=chatId))
+        yield self.kill(1)
+        self.clock.advance(30 + 15 - 1)
+        yield self.sweep(0)
+        self.assertEqual((yield self.chat(chatId)).status.value, "assigned")
+        self.clock.advance(1)
+        yield self.sweep(2)
+        withdrawn = yield achan.next(isType("chat.withdrawn", chatId=chatId))
+        self.assertEqual(withdrawn["reason"], "timeout")
+        self.assertEqual((yield self.chat(chatId)).status.value, "queued")
+
+    @defer.inlineCallbacks
+    def test_leasePerInterval(self) -> Any:
+        """One node sweeps per interval: the others' sweeps that interval do nothing."""
+        self.assertTrue((yield self.nodes[0].presence.lease("janitor", 15)))
+        self.assertFalse((yield self.nodes[1].presence.lease("janitor", 15)))
+        self.clock.advance(15)
+        self.assertTrue((yield self.nodes[1].presence.lease("janitor", 15)))
+        self.assertFalse((yield self.nodes[0].presence.lease("janitor", 15)))
+
+
+class JanitorOutageTests(JanitorMixin, unittest.TestCase):
+    """The janitor with a private Redis that goes away."""
+
+    @defer.inlineCallbacks
+    def setUp(self) -> Any:
+        if not services.RedisServer.installed():
+            raise unittest.SkipTest("redis-server is not installed")
+        self.server = services.RedisServer()
+        self.server.start()
+        self.addCleanup(self.server.stop)
+        self._url = self.server.url
+        yield super().setUp()
+
+    @defer.inlineCallbacks
+    def test_nothingWithoutRedis(self) -> Any:
+        """
+        While Redis is away a node cannot tell the others' operators from
+        dead ones: its janitor takes no turn and claims nobody, however long
+        the outage, and the chat stays with its operator.
+        """
+        op = yield self.operator(nick="anna")
+        agent, achan = yield self.on(1).connectOperator(op)
+        visitor, vchan = yield self.on(0).connectVisitor()
+        chatId = yield self.activeChat(visitor, vchan, agent, achan, "hello")
+        self.server.stop()
+        presence = self.nodes[0].presence
+        for _ in range(10):
+            self.assertFalse((yield presence.lease("janitor", 15)))
+            self.assertFalse((yield presence.operatorAbsent(100, op.id, 60)))
+            self.assertEqual((yield self.sweep(0)), 0)
+            self.clock.advance(15)
+        chat = yield self.chat(chatId)
+        self.assertEqual((chat.status.value, chat.operator), ("active", op.id))
+
+
+class AbsenceContract:
+    """operatorAbsent: the grace is counted from the first call that finds the operator gone."""
+
+    clock: task.Clock
+
+    def makePresences(self) -> Any:
+        raise NotImplementedError()
+
+    @defer.inlineCallbacks
+    def test_graceEdge(self: Any) -> Any:
+        """
+        Absent at t, t+grace-1: no; at t+grace: yes, once; present
+        in between resets the count.
+        """
+        first, second = yield self.makePresences()
+        self.assertFalse((yield first.operatorAbsent(1, 5, 60)))
+        self.clock.advance(59.999)
+        self.assertFalse((yield second.operatorAbsent(1, 5, 60)))
+        self.clock.advance(0.001)
+        answers = yield defer.gatherResults(
+            [first.operatorAbsent(1, 5, 60), second.operatorAbsent(1, 5, 60)]
+        )
+        self.assertEqual(sorted(answers), [False, True])
+        self.assertFalse((yield first.operatorAbsent(1, 6, 60)))
+        self.clock.advance(30)
+        yield first.operatorUp(1, info(6), self.node)
+        self.assertFalse((yield second.operatorAbsent(1, 6, 60)))
+        yield first.operatorDown(1, 6, self.node)
+        self.assertFalse((yield second.operatorAbsent(1, 6, 60)))
+        self.clock.advance(59)
+        self.assertFalse((yield first.operatorAbsent(1, 6, 60)))
+        self.clock.advance(1)
+        self.assertTrue((yield first.operatorAbsent(1, 6, 60)))
+        self.assertFalse((yield first.operatorAbsent(2, 6, 60)))  # licences apart
+
+
+class MemoryAbsenceTests(AbsenceContract, unittest.TestCase):
+    node = "local"
+
+    def makePresences(self) -> Any:
+        self.clock = task.Clock()
+        self.clock.advance(1000)
+        presence = MemoryPresence(self.clock, visitorIdle=100)
+        return defer.succeed((presence, presence))
+
+
+class RedisAbsenceTests(AbsenceContract, unittest.TestCase):
+    node = "node-a"
+
+    @defer.inlineCallbacks
+    def makePresences(self) -> Any:
+        self.clock = task.Clock()
+        self.clock.advance(1000)
+        bus = redisBus(self, f"t{secrets.token_hex(4)}:")
+        yield bus.whenConnected()
+        return (
+            RedisPresence(bus, self.clock, "node-a", visitorIdle=100),
+            RedisPresence(bus, self.clock, "node-b", visitorIdle=100),
+        )
+
+
+class RestartedNodeMixin(CoreMixin):
+    @defer.inlineCallbacks
+    def test_operatorNeverBack(self) -> Any:
+        """
+        A single node crashes with a chat active and restarts; the operator
+        never comes back.  The new process's janitor hands the chat back to
+        routing after OPERATOR_GRACE (not a sweep before), taking the chat
+        from the database since the new router never counted it.
+        """
+        from livechat.bus.memory import MemoryBus
+
+        op = yield self.operator(nick="anna")
+        agent, achan = yield self.connectOperator(op)
+        visitor, vchan = yield self.connectVisitor()
+        chatId = yield self.activeChat(visitor, vchan, agent, achan, "hello")
+        self.core.janitor.stop()
+        self.sessions.clear()  # the crash: nobody says goodbye
+        yield self.core.stop()
+        self.core = Core(
+            self.store,
+            MemoryBus(),
+            MemoryRouter(self.clock),
+            RecordingNotifier(),
+            self.clock,
+            self.settings,
+        )
+        self.addCleanup(self.core.stop)
+        visitor, vchan = yield self.connectVisitor(resume={chatId: 2})
+        yield self.core.janitor._sweep()
+        self.clock.advance(59)
+        yield self.core.janitor._sweep()
+        chat = yield self.store.forLicence(100).getChat(chatId)
+        self.assertEqual(chat.operator, op.id)
+        self.clock.advance(1)
+        self.assertEqual((yield self.core.janitor._sweep()), 1)
+        yield vchan.next(isEvent("LeaveEvent", chatId, reason="disconnected"))
+        chat = yield self.store.forLicence(100).getChat(chatId)
+        self.assertEqual((chat.status.value, chat.operator), ("queued", None))
+
+
+globals().update(bothDialects(RestartedNodeMixin, "RestartedNodeTests"))

@@ -41,6 +41,7 @@ CASES: dict[str, tuple[tuple[str, Any], tuple[str, str]]] = {
         ("redis://127.0.0.1:6379/0?prefix=lc1:", "redis://127.0.0.1:6379/0?prefix=lc1:"),
         ("redis://h/0?pool=3", "unknown REDIS URL option"),
     ),
+    "PRESENCE_TTL": (("3", 3), ("2", "out of range")),
     "LICENCE_FILE": (("/etc/livechat/lc_licence.cfg", "/etc/livechat/lc_licence.cfg"), None),  # type: ignore[dict-item]
     "DEMO_LICENCE": (("0", False), ("2", "expected 0 or 1")),
     "SESSION_SECRET": (("s3cret", "s3cret"), None),  # type: ignore[dict-item]
@@ -59,6 +60,7 @@ CASES: dict[str, tuple[tuple[str, Any], tuple[str, str]]] = {
     "LOGIN_FAILURE_WINDOW": (("60", 60), ("86401", "out of range")),
     "CHAT_ACCEPT_TIMEOUT": (("45", 45), ("0", "out of range")),
     "OPERATOR_GRACE": (("0", 0), ("3601", "out of range")),
+    "ORPHAN_SWEEP_INTERVAL": (("1", 1), ("0", "out of range")),
     "VISITOR_IDLE_TIMEOUT": (("300", 300), ("29", "out of range")),
     "MAX_MESSAGE_LENGTH": (("10", 10), ("0", "out of range")),
     "MAX_VISITORS_PER_LICENCE": (("100", 100), ("9", "out of range")),

@@ -156,6 +156,37 @@ class RedisOutageTests(BusMixin, unittest.TestCase):
         yield a.publish("c", {"after": "restart"})
         self.assertEqual((yield got), {"after": "restart"})
 
+    @defer.inlineCallbacks
+    def test_replayAfterOwnReconnect(self) -> Any:
+        """
+        A node's command connection drops while the other node stays
+        connected: of what it publishes meanwhile, the last replay message
+        of each channel reaches the other node once it is back (before
+        anything it publishes after), and nothing else does.
+        """
+        a, b = self.bus(self.server.url), self.bus(self.server.url)
+        yield defer.gatherResults([a.whenConnected(), b.whenConnected()])
+        onC, onD = Inbox(), Inbox()
+        yield b.subscribe("c", onC)
+        yield b.subscribe("d", onD)
+        back: defer.Deferred[None] = defer.Deferred()
+        a.addReconnectListener(lambda: back.called or back.callback(None))
+        got = onC.next()
+        commands = a._commands
+        lost = commands.whenDisconnected()
+        commands.transport.abortConnection()
+        yield lost
+        yield a.publish("c", {"sequence": 1}, replay=True)
+        yield a.publish("c", {"sequence": 2}, replay=True)
+        yield a.publish("d", {"typing": True})
+        self.assertEqual(a.dropped, 3)
+        yield back
+        yield a.publish("c", {"marker": True})
+        self.assertEqual((yield got), {"sequence": 2})
+        marker = yield onC.next()
+        self.assertEqual(marker, {"marker": True})
+        self.assertEqual(onD.messages, [])
+
     def _subscribedChannels(self, bus: RedisBus) -> defer.Deferred[list[str]]:
         if bus._commands is None:
             return defer.succeed([])

@@ -40,7 +40,9 @@ class MemoryBus:
     def __init__(self) -> None:
         self._subscriptions: dict[str, list[_Subscription]] = {}
 
-    def publish(self, channel: str, message: dict[str, Any]) -> defer.Deferred[None]:
+    def publish(
+        self, channel: str, message: dict[str, Any], replay: bool = False
+    ) -> defer.Deferred[None]:
         for subscription in list(self._subscriptions.get(channel, ())):
             try:
                 subscription.handler(message)

@@ -16,7 +16,11 @@ channel.  Publishing is bounded: while Redis is slow or away, at most
 C{maxPending} publishes wait for an answer and the rest are dropped (the
 database holds everything that must not be lost; a receiver that missed
 events fills the gap from it, and C{addReconnectListener} lets the core ask
-every feed to check once Redis is back).
+every feed to check once Redis is back).  A receiver can only notice a gap
+when a later event comes, so for the numbered chat events (C{replay=True})
+the last one of each channel that was dropped is sent again once this node
+is back on Redis: a node that came back earlier then fetches what it
+missed.
 
 hiredis is used when it is installed (txredisapi picks it).
 """
@@ -200,6 +204,7 @@ class RedisBus(service.Service):
         self._lost = False
         self._waitingReady: list[defer.Deferred[None]] = []
         self.pending = 0
+        self._unsent: dict[str, dict[str, Any]] = {}
         self.dropped = 0
         self.published = 0
         self.received = 0
@@ -264,6 +269,7 @@ class RedisBus(service.Service):
             # Both connections are back after a loss: whatever was published
             # meanwhile did not reach this node; let the listeners catch up.
             self._lost = False
+            self._replayUnsent()
             for listener in list(self._reconnectListeners):
                 try:
                     listener()
@@ -331,39 +337,71 @@ class RedisBus(service.Service):
 
     # -- IBus -------------------------------------------------------------------
 
-    def publish(self, channel: str, message: dict[str, Any]) -> defer.Deferred[None]:
+    def publish(
+        self, channel: str, message: dict[str, Any], replay: bool = False
+    ) -> defer.Deferred[None]:
+        """
+        Deliver to this node's subscribers at once and send to Redis for the
+        others.  With C{replay}, a message Redis did not take (disconnected,
+        too many waiting, the command failed) is kept, the last one per
+        channel, and sent again when the connections are back: for messages
+        receivers de-duplicate (numbered chat events), so that a node which
+        resynchronised before this one reconnected still hears that there is
+        something to fetch.
+        """
         self._dispatch(channel, message)
+        self._send(channel, message, replay)
+        return defer.succeed(None)
+
+    def _send(self, channel: str, message: dict[str, Any], replay: bool) -> None:
         p = self._commands
         if p is None:
-            self.dropped += 1
-            return defer.succeed(None)
+            self._dropped(channel, message, replay)
+            return
         if self.pending >= self.maxPending:
-            self.dropped += 1
+            self._dropped(channel, message, replay)
             if self.dropped % 1000 == 1:
                 self._log.warn(
                     "redis: {n} publishes waiting; dropping (dropped {d} so far)",
                     n=self.pending,
                     d=self.dropped,
                 )
-            return defer.succeed(None)
+            return
         payload = json.dumps({"n": self.nodeId, "m": message}, separators=(",", ":"))
         try:
             d = p.publish(self._prefix + channel, payload)
         except Exception:
-            self.dropped += 1
-            return defer.succeed(None)
+            self._dropped(channel, message, replay)
+            return
         self.pending += 1
         self.published += 1
 
         def done(result: Any) -> None:
             self.pending -= 1
+            if not self.pending and self._unsent and self.connected and not self._lost:
+                self._replayUnsent()
 
         def failed(f: Any) -> None:
             self.pending -= 1
-            self.dropped += 1
+            self._dropped(channel, message, replay)
 
         d.addCallbacks(done, failed)
-        return defer.succeed(None)
+
+    def _dropped(self, channel: str, message: dict[str, Any], replay: bool) -> None:
+        self.dropped += 1
+        if not replay:
+            return
+        self._unsent.pop(channel, None)
+        if len(self._unsent) >= self.maxPending:
+            del self._unsent[next(iter(self._unsent))]  # the oldest channel's
+        self._unsent[channel] = message
+
+    def _replayUnsent(self) -> None:
+        unsent, self._unsent = self._unsent, {}
+        if unsent:
+            self._log.info("redis: sending again the last of {n} channel(s)", n=len(unsent))
+        for channel, message in unsent.items():
+            self._send(channel, message, True)
 
     def subscribe(self, channel: str, handler: Handler) -> defer.Deferred[_Subscription]:
         subscription = _Subscription(self, channel, handler)

@@ -31,6 +31,7 @@ from twisted.logger import Logger
 from livechat.core import events as E
 from livechat.core.errors import CoreError
 from livechat.core.feed import ChatFeed
+from livechat.core.janitor import Janitor
 from livechat.core.presence import MemoryPresence, OperatorInfo
 from livechat.core.routing import Assignment, Availability, RouteRequest
 from livechat.core.visitors import VisitorState
@@ -98,6 +99,7 @@ class CoreSettings:
     maxReadList: int = 200
     maxVisitorsPerLicence: int = 20000
     maxFieldLength: int = 2000
+    orphanSweep: float = 15.0
 
     @classmethod
     def fromConfig(cls, config: Any) -> CoreSettings:
@@ -108,6 +110,7 @@ class CoreSettings:
             maxMessageLength=config["MAX_MESSAGE_LENGTH"],
             maxChatsDefault=config["MAX_CHATS_PER_AGENT"],
             maxVisitorsPerLicence=config["MAX_VISITORS_PER_LICENCE"],
+            orphanSweep=config["ORPHAN_SWEEP_INTERVAL"],
         )
 
 
@@ -578,6 +581,7 @@ class Core:
         """Called with (licence, events) after chat events are committed (webhooks)."""
         self.operatorStartHooks: list[Callable[[OperatorSession], Awaitable[None]]] = []
         """Awaited with each operator session at the end of its start (left messages)."""
+        self.janitor = Janitor(self)
 
     # -- life ---------------------------------------------------------------------
 
@@ -588,11 +592,13 @@ class Core:
         self._sweep = task.LoopingCall(self._sweepVisitors)
         self._sweep.clock = self.clock
         self._sweep.start(min(60.0, self.settings.visitorIdle / 4), now=False)
+        self.janitor.start()
 
     def stop(self) -> defer.Deferred[Any]:
         """Stop every timer; fires when work already under way has finished."""
         if self._sweep is not None and self._sweep.running:
             self._sweep.stop()
+        self.janitor.stop()
         for _, timer in self._offers.values():
             if timer.active():
                 timer.cancel()
@@ -670,8 +676,8 @@ class Core:
             else:
                 listeners.dropped = True
 
-    def _publish(self, channel: str, message: dict[str, Any]) -> None:
-        d = self.bus.publish(channel, message)
+    def _publish(self, channel: str, message: dict[str, Any], replay: bool = False) -> None:
+        d = self.bus.publish(channel, message, replay=replay)
         d.addErrback(lambda f: self._log.failure("publishing to {c}", f, c=channel))
 
     def _notify(self, licence: int, domain: Iterable[DomainEvent]) -> None:
@@ -688,7 +694,7 @@ class Core:
     def _publishStored(self, licence: int, stored: Iterable[StoredEvent]) -> None:
         stored = list(stored)
         for event in stored:
-            self._publish(chatChannel(licence, event.chat_id), E.wire(licence, event))
+            self._publish(chatChannel(licence, event.chat_id), E.wire(licence, event), replay=True)
         self._stored(licence, stored)
 
     def _stored(self, licence: int, stored: list[StoredEvent]) -> None:
@@ -746,6 +752,9 @@ class Core:
                 groups=frozenset(groups),
             )
             local = self._local.setdefault(key, _LocalOperator(info=info))
+            fresh = True
+        else:
+            fresh = False
         if local.grace is not None and local.grace.active():
             local.grace.cancel()
         local.grace = None
@@ -758,6 +767,20 @@ class Core:
             await self._setStatus(licence, operator.id, OperatorStatus.ONLINE)
         else:
             await self.presence.operatorUp(licence, current, self.nodeId)
+            if fresh and current.status is not OperatorStatus.OFFLINE:
+                # Present already through another node (maybe one that died):
+                # this node now keeps their routing availability alive too.
+                local.info = current
+                assignments = await self.router.updateOperator(
+                    licence,
+                    Availability(
+                        operator=operator.id,
+                        status=current.status,
+                        capacity=current.capacity,
+                        groups=current.groups,
+                    ),
+                )
+                await self._assign(licence, assignments)
 
     def _operatorDisconnected(self, session: OperatorSession) -> None:
         local = self._local.get((session.licence, session.operator.id))
@@ -781,6 +804,7 @@ class Core:
         del self._local[(licence, operatorId)]
         info = await self.presence.operator(licence, operatorId) or local.info
         if not await self.presence.operatorDown(licence, operatorId, self.nodeId):
+            await self.router.leftNode(licence, operatorId)
             return  # connected on another node still
         offline = attr.evolve(info, status=OperatorStatus.OFFLINE)
         await self._operatorOffline(licence, offline)
@@ -845,8 +869,12 @@ class Core:
     async def _operatorOffline(self, licence: int, info: OperatorInfo) -> None:
         """An operator went offline: hand their chats back to routing."""
         operatorId = info.operator
-        chats = await self.router.removeOperator(licence, operatorId)
+        counted = await self.router.removeOperator(licence, operatorId)
         store = self.store.forLicence(licence)
+        # The database's word too: the router's count is soft state (lost
+        # with an empty Redis whose node of the operator did not restore it).
+        held = [c.id for c in await store.chatsOfOperator(operatorId)]
+        chats = sorted(set(counted) | set(held))
         for chatId in chats:
             if await self._withdraw(licence, chatId, operatorId, "operator_offline"):
                 continue
@@ -873,6 +901,35 @@ class Core:
                 continue
             self._publishStored(licence, stored)
             await self._route(licence, chat, exclude={operatorId})
+
+    async def _operatorOrphaned(self, licence: int, operatorId: int) -> None:
+        """
+        The janitor found the operator absent from presence for the grace
+        time while chats are theirs (their node died): what their node's
+        grace timer would have done.
+        """
+        if (licence, operatorId) in self._local:
+            return  # connected here after all
+        operator = await self.store.getOperatorById(licence, operatorId)
+        info = OperatorInfo(
+            operator=operatorId,
+            nick=operator.nick if operator else str(operatorId),
+            name=operator.displayName if operator else str(operatorId),
+            operator_id=operator.operator_id if operator else "",
+            status=OperatorStatus.OFFLINE,
+            capacity=0,
+        )
+        self._log.warn(
+            "licence {licence}: operator {operator} has been gone for {grace:g} s with no "
+            "node holding them; routing their chats again",
+            licence=licence,
+            operator=operatorId,
+            grace=self.settings.operatorGrace,
+        )
+        await self.presence.operatorDown(licence, operatorId, self.nodeId)
+        await self._operatorOffline(licence, info)
+        await self._statusChanged(licence, info)
+        await self._checkLicenceOnline(licence)
 
     # -- visitors ------------------------------------------------------------------
 

@@ -80,6 +80,8 @@ class MemoryPresence:
         self._operators: dict[int, dict[int, tuple[OperatorInfo, set[str]]]] = {}
         self._online: dict[int, bool] = {}
         self._visitors = VisitorRegistry(clock, visitorIdle, maxVisitorsPerLicence)
+        self._absent: dict[tuple[int, int], float] = {}
+        self._leases: dict[str, int] = {}
 
     # -- operators -----------------------------------------------------------------
 
@@ -138,3 +140,24 @@ class MemoryPresence:
         for state in expired:
             self._visitors.remove(state.licence, state.id)
         return defer.succeed(expired)
+
+    # -- the janitor's bookkeeping ------------------------------------------------------
+
+    def operatorAbsent(self, licence: int, operator: int, grace: float) -> defer.Deferred[bool]:
+        key = (licence, operator)
+        if operator in self._operators.get(licence, {}):
+            self._absent.pop(key, None)
+            return defer.succeed(False)
+        now = self._clock.seconds()
+        since = self._absent.setdefault(key, now)
+        if now - since < grace:
+            return defer.succeed(False)
+        del self._absent[key]
+        return defer.succeed(True)
+
+    def lease(self, name: str, period: float) -> defer.Deferred[bool]:
+        turn = int(self._clock.seconds() // period)
+        if self._leases.get(name) == turn:
+            return defer.succeed(False)
+        self._leases[name] = turn
+        return defer.succeed(True)

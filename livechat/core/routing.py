@@ -138,6 +138,9 @@ class MemoryRouter:
         op = state.operators.pop(operator, None)
         return defer.succeed(sorted(op.load) if op else [])
 
+    def leftNode(self, licence: int, operator: int) -> defer.Deferred[None]:
+        return defer.succeed(None)  # one node: nobody else holds them
+
     def route(self, licence: int, request: RouteRequest) -> defer.Deferred[Assignment]:
         state = self._licence(licence)
         # A chat is never both queued and reserved.
