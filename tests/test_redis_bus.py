@@ -78,6 +78,23 @@ class RedisBusTests(BusMixin, unittest.TestCase):
         self.assertEqual(onB.messages, [{"type": "chat.event", "sequence": 1}, {"n": 2}])
         self.assertEqual(onA.messages, [{"type": "chat.event", "sequence": 1}, {"n": 2}])
 
+    def test_ownEchoDroppedUndecoded(self) -> None:
+        """
+        What Redis hands back of this node's own publishes is dropped by its
+        start, before any JSON is decoded (even a body that would not
+        decode); another node's message with the same body is delivered.
+        """
+        bus = RedisBus(self.url, reactor, prefix=self.prefix, nodeId="node-a")
+        inbox = Inbox()
+        bus._handlers["c"] = [type("S", (), {"handler": staticmethod(inbox)})()]
+        channel = self.prefix + "c"
+        bus._received(channel, b'{"n":"node-a",not json at all')
+        bus._received(channel, '{"n":"node-a","m":{"x":1}}')
+        self.assertEqual((inbox.messages, bus.received), ([], 0))
+        bus._received(channel, b'{"n":"node-b","m":{"x":1}}')
+        bus._received(channel, '{"n":"node-a-2","m":{"x":2}}')
+        self.assertEqual(inbox.messages, [{"x": 1}, {"x": 2}])
+
     @defer.inlineCallbacks
     def test_narrowSubscriptions(self) -> Any:
         """A node subscribes in Redis only to channels it has handlers for, and drops them."""

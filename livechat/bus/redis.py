@@ -194,6 +194,8 @@ class RedisBus(service.Service):
         self._connectTimeout = connectTimeout
         self.maxPending = maxPending
         self.nodeId = nodeId or secrets.token_hex(6)
+        self._ownPrefix = '{"n":' + json.dumps(self.nodeId) + ","
+        self._ownPrefixBytes = self._ownPrefix.encode("utf-8")
         self._handlers: dict[str, list[_Subscription]] = {}
         self._commands: Any = None
         self._subscriber: Any = None
@@ -450,6 +452,13 @@ class RedisBus(service.Service):
             if not channel.startswith(self._prefix):
                 return
             channel = channel[len(self._prefix) :]
+        # Our own publishes come back: known by their start, before any JSON
+        # is decoded (the envelope is written with the node id first).
+        if isinstance(payload, bytes):
+            if payload.startswith(self._ownPrefixBytes):
+                return
+        elif isinstance(payload, str) and payload.startswith(self._ownPrefix):
+            return
         try:
             envelope = json.loads(payload)
             if envelope.get("n") == self.nodeId:
