@@ -21,7 +21,6 @@ twisted.web tree, speaking the core's JSON vocabulary (docs/events.md,
 
 from __future__ import annotations
 
-import collections
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -42,6 +41,7 @@ from livechat.interfaces import IChannel
 from livechat.model import AcceptStatus, ChatKind, ChatState, OperatorStatus, operatorRef
 from livechat.protocols.webcalls import error, reply
 from livechat.protocols.websocket import encode, parseResume
+from livechat.protocols.wsbuffer import BoundedSender
 from livechat.storage import reports
 from livechat.websession import Session, SessionManager
 
@@ -354,7 +354,7 @@ async def operatorsList(core: Core, licence: int) -> list[dict[str, Any]]:
 
 
 @implementer(IChannel, IPushProducer)
-class AgentWebSocket(WebSocketServerProtocol):
+class AgentWebSocket(BoundedSender, WebSocketServerProtocol):
     """One browser tab of a logged-in operator: the L{IChannel} of its session."""
 
     _log = Logger()
@@ -365,9 +365,6 @@ class AgentWebSocket(WebSocketServerProtocol):
         self.session: OperatorSession | None = None
         self._starting = False
         self._held: list[dict[str, Any]] | None = None
-        self._queue: collections.deque[bytes] | None = None
-        self._queued = 0
-        self._paused = False
         self._burst = False
         self._gone = False
         self._errors = 0
@@ -379,56 +376,24 @@ class AgentWebSocket(WebSocketServerProtocol):
     def front(self) -> Any:
         return self.factory.front
 
-    # -- the transport as a consumer ---------------------------------------------------
+    # -- sending, bounded (wsbuffer) ------------------------------------------------
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        transport: Any = self.transport
-        try:
-            transport.unregisterProducer()
-        except Exception:
-            pass
-        transport.registerProducer(self, True)
+        self.registerAsProducer()
 
-    def pauseProducing(self) -> None:
-        self._paused = True
+    def sendLimit(self) -> int:
+        return int(self.front.settings.sendBuffer)
 
-    def resumeProducing(self) -> None:
-        self._paused = False
-        while self._queue and not self._paused and not self._gone:
-            data = self._queue.popleft()
-            self._queued -= len(data)
-            self.sendMessage(data)
-        if not self._queue:
-            self._queue = None
-
-    def stopProducing(self) -> None:
-        self._gone = True
-        self._queue = None
-        self._queued = 0
+    def tooSlow(self, queued: int) -> None:
+        self._log.warn(
+            "agent {session} cannot keep up ({bytes} bytes waiting); cutting the connection",
+            session=self.session,
+            bytes=queued,
+        )
 
     def _push(self, message: dict[str, Any]) -> None:
-        if self._gone or self.state != WebSocketServerProtocol.STATE_OPEN:
-            return
-        data = encode(message)
-        if not self._paused and not self._queue:
-            self.sendMessage(data)
-            return
-        if self._queue is None:
-            self._queue = collections.deque()
-        self._queue.append(data)
-        self._queued += len(data)
-        if self._queued > self.front.settings.sendBuffer and not self._burst:
-            self._log.warn(
-                "agent {session} cannot keep up ({bytes} bytes waiting); cutting the connection",
-                session=self.session,
-                bytes=self._queued,
-            )
-            self._gone = True
-            self._queue = None
-            self._queued = 0
-            transport: Any = self.transport
-            transport.abortConnection()
+        self.sendBounded(encode(message))
 
     # -- IChannel ---------------------------------------------------------------------
 

@@ -37,7 +37,6 @@ bytes of waiting notifications is cut off.
 
 from __future__ import annotations
 
-import collections
 import json
 import re
 from typing import Any
@@ -51,6 +50,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from livechat.api import ApiError, ApiResource
+from livechat.protocols.wsbuffer import BoundedSender
 
 _PATH = re.compile(r"/api/v1/apps/([1-9][0-9]{0,17})/connector/ws/?")
 
@@ -100,7 +100,7 @@ class _Listener:
 
 
 @implementer(IPushProducer)
-class ConnectorWebSocket(WebSocketServerProtocol):
+class ConnectorWebSocket(BoundedSender, WebSocketServerProtocol):
     """One connection of one app."""
 
     _log = Logger()
@@ -111,11 +111,7 @@ class ConnectorWebSocket(WebSocketServerProtocol):
         self.appId: int | None = None
         self.keyId = ""
         self.address = ""
-        self.gone = False
         self._listeners: dict[str, _Listener] = {}
-        self._queue: collections.deque[bytes] | None = None
-        self._queued = 0
-        self._paused = False
 
     @property
     def api(self) -> ApiResource:
@@ -151,13 +147,7 @@ class ConnectorWebSocket(WebSocketServerProtocol):
         self.licence, self.appId, self.keyId = principal.licence, appId, principal.keyId
 
     def onOpen(self) -> None:
-        transport: Any = self.transport
-        # twisted.web's channel was the transport's producer until the upgrade.
-        try:
-            transport.unregisterProducer()
-        except Exception:
-            pass
-        transport.registerProducer(self, True)
+        self.registerAsProducer()
 
     # -- requests ------------------------------------------------------------------
 
@@ -199,50 +189,29 @@ class ConnectorWebSocket(WebSocketServerProtocol):
         )
         self.push({"kind": "resp", **answer})
 
-    # -- sending, bounded ------------------------------------------------------------
+    # -- sending, bounded (wsbuffer) ------------------------------------------------
+
+    def sendLimit(self) -> int:
+        return int(self.api.config()["CONNECTOR_SEND_BUFFER"])
+
+    def tooSlow(self, queued: int) -> None:
+        self._log.warn(
+            "connector app {app} of licence {licence} cannot keep up "
+            "({bytes} bytes waiting); cutting the connection",
+            app=self.appId,
+            licence=self.licence,
+            bytes=queued,
+        )
 
     def push(self, message: dict[str, Any]) -> None:
-        if self.gone or self.state != WebSocketServerProtocol.STATE_OPEN:
-            return
-        data = encode(message)
-        if not self._paused and not self._queue:
-            self.sendMessage(data)
-            return
-        if self._queue is None:
-            self._queue = collections.deque()
-        self._queue.append(data)
-        self._queued += len(data)
-        if self._queued > self.api.config()["CONNECTOR_SEND_BUFFER"]:
-            self._log.warn(
-                "connector app {app} of licence {licence} cannot keep up "
-                "({bytes} bytes waiting); cutting the connection",
-                app=self.appId,
-                licence=self.licence,
-                bytes=self._queued,
-            )
-            self.stopProducing()
-            transport: Any = self.transport
-            transport.abortConnection()
+        self.sendBounded(encode(message))
 
-    def pauseProducing(self) -> None:
-        self._paused = True
-
-    def resumeProducing(self) -> None:
-        self._paused = False
-        while self._queue and not self._paused and not self.gone:
-            data = self._queue.popleft()
-            self._queued -= len(data)
-            self.sendMessage(data)
-        if not self._queue:
-            self._queue = None
-
-    def stopProducing(self) -> None:
-        self.gone = True
-        self._queue = None
-        self._queued = 0
+    @property
+    def gone(self) -> bool:
+        return self._gone
 
     def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
-        self.gone = True
+        self._gone = True
         self._listeners.clear()
 
 

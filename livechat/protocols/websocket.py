@@ -20,7 +20,6 @@ twisted.web tree, speaking JSON in the core's vocabulary (docs/events.md).
 
 from __future__ import annotations
 
-import collections
 import json
 from typing import Any
 
@@ -36,6 +35,7 @@ from livechat.core.errors import CoreError
 from livechat.interfaces import IChannel
 from livechat.protocols.webcalls import Visitor, error
 from livechat.protocols.webpolicy import WebRefused, parseLicence
+from livechat.protocols.wsbuffer import BoundedSender
 
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_FORBIDDEN = 4003
@@ -85,7 +85,7 @@ def parseResume(value: Any) -> dict[int, int]:
 
 
 @implementer(IChannel, IPushProducer)
-class VisitorWebSocket(WebSocketServerProtocol):
+class VisitorWebSocket(BoundedSender, WebSocketServerProtocol):
     """One tab of a visitor.  It is the L{IChannel} of the visitor's session."""
 
     _log = Logger()
@@ -98,10 +98,6 @@ class VisitorWebSocket(WebSocketServerProtocol):
         self.client: Any = None
         self._starting = False
         self._held: list[dict[str, Any]] | None = None
-        self._queue: collections.deque[bytes] | None = None
-        """Messages waiting while the transport is full (made when first needed)."""
-        self._queued = 0
-        self._paused = False
         self._burst = False
         """While the welcome and the backlog go out: queued, never cut."""
         self._gone = False
@@ -113,59 +109,26 @@ class VisitorWebSocket(WebSocketServerProtocol):
     def front(self) -> Any:
         return self.factory.front
 
-    # -- the transport as a consumer ---------------------------------------------------
+    # -- sending, bounded (wsbuffer) ------------------------------------------------
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        transport: Any = self.transport
-        # twisted.web's channel was the transport's producer until the upgrade.
-        try:
-            transport.unregisterProducer()
-        except Exception:
-            pass
-        transport.registerProducer(self, True)
+        self.registerAsProducer()
 
-    def pauseProducing(self) -> None:
-        self._paused = True
+    def sendLimit(self) -> int:
+        return int(self.front.settings.sendBuffer)
 
-    def resumeProducing(self) -> None:
-        self._paused = False
-        while self._queue and not self._paused and not self._gone:
-            data = self._queue.popleft()
-            self._queued -= len(data)
-            self.sendMessage(data)
-        if not self._queue:
-            self._queue = None
-
-    def stopProducing(self) -> None:
-        self._gone = True
-        self._queue = None
-        self._queued = 0
+    def tooSlow(self, queued: int) -> None:
+        self._log.warn(
+            "visitor {visitor} of licence {licence} cannot keep up "
+            "({bytes} bytes waiting); cutting the connection",
+            visitor=self.visitor.visitorId if self.visitor else "?",
+            licence=self.licence,
+            bytes=queued,
+        )
 
     def _push(self, message: dict[str, Any]) -> None:
-        if self._gone or self.state != WebSocketServerProtocol.STATE_OPEN:
-            return
-        data = encode(message)
-        if not self._paused and not self._queue:
-            self.sendMessage(data)
-            return
-        if self._queue is None:
-            self._queue = collections.deque()
-        self._queue.append(data)
-        self._queued += len(data)
-        if self._queued > self.front.settings.sendBuffer and not self._burst:
-            self._log.warn(
-                "visitor {visitor} of licence {licence} cannot keep up "
-                "({bytes} bytes waiting); cutting the connection",
-                visitor=self.visitor.visitorId if self.visitor else "?",
-                licence=self.licence,
-                bytes=self._queued,
-            )
-            self._gone = True
-            self._queue = None
-            self._queued = 0
-            transport: Any = self.transport
-            transport.abortConnection()
+        self.sendBounded(encode(message))
 
     # -- IChannel ---------------------------------------------------------------------
 

@@ -1,0 +1,83 @@
+"""
+The bounded send buffer that every WebSocket of ours shares (the visitor's,
+the agent's, the connector's): the socket's transport is the consumer of
+what the protocol sends, what the transport cannot take waits in a queue,
+and a reader that lets more than its limit wait is cut off — memory never
+grows without bound for a slow client.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
+
+
+@implementer(IPushProducer)
+class BoundedSender:
+    """
+    Mix in before C{WebSocketServerProtocol}.  Call L{registerAsProducer}
+    once the socket is up and L{sendBounded} to send; define L{sendLimit}
+    and L{tooSlow}.  While C{_burst} is set (a welcome and its backlog going
+    out at once) the queue may pass the limit.
+    """
+
+    _queue: collections.deque[bytes] | None = None
+    _queued = 0
+    _paused = False
+    _burst = False
+    _gone = False
+
+    def sendLimit(self) -> int:
+        """Bytes that may wait before the reader is cut off."""
+        raise NotImplementedError
+
+    def tooSlow(self, queued: int) -> None:
+        """Say (log) that the reader is cut off with C{queued} bytes waiting."""
+
+    def registerAsProducer(self) -> None:
+        transport: Any = self.transport
+        # twisted.web's channel was the transport's producer until the upgrade.
+        try:
+            transport.unregisterProducer()
+        except Exception:
+            pass
+        transport.registerProducer(self, True)
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        send = self.sendMessage
+        while self._queue and not self._paused and not self._gone:
+            data = self._queue.popleft()
+            self._queued -= len(data)
+            send(data)
+        if not self._queue:
+            self._queue = None
+
+    def stopProducing(self) -> None:
+        self._gone = True
+        self._queue = None
+        self._queued = 0
+
+    def sendBounded(self, data: bytes) -> None:
+        """Send C{data} now, or queue it; cut the reader off when too much waits."""
+        if self._gone or self.state != WebSocketServerProtocol.STATE_OPEN:
+            return
+        if not self._paused and not self._queue:
+            self.sendMessage(data)
+            return
+        if self._queue is None:
+            self._queue = collections.deque()
+        self._queue.append(data)
+        self._queued += len(data)
+        if self._queued > self.sendLimit() and not self._burst:
+            self.tooSlow(self._queued)
+            self.stopProducing()
+            transport: Any = self.transport
+            transport.abortConnection()
