@@ -39,7 +39,7 @@ from livechat.core.errors import CoreError
 from livechat.core.hub import Core, OperatorSession
 from livechat.interfaces import IChannel
 from livechat.model import AcceptStatus, ChatKind, ChatState, OperatorStatus, operatorRef
-from livechat.protocols.webcalls import error, reply
+from livechat.protocols.webcalls import RequestRefused, error, reply, route
 from livechat.protocols.websocket import encode, parseResume
 from livechat.protocols.wsbuffer import BoundedSender
 from livechat.storage import reports
@@ -49,7 +49,6 @@ CLOSE_SERVER = 4000
 CLOSE_SESSION = 4001
 CLOSE_PROTOCOL = 4400
 MAX_ERRORS = 10
-MAX_ID = 64
 HELLO_TIMEOUT = 10.0
 SEARCH_LIMIT = 100
 
@@ -171,22 +170,10 @@ class AgentCalls:
         """Serve one request; the reply or error message (never fails)."""
         requestId: Any = None
         try:
-            if not isinstance(request, dict):
-                raise CoreError("bad_request", "a request is a JSON object")
-            requestId = request.get("id")
-            if requestId is not None and (
-                not isinstance(requestId, (str, int))
-                or isinstance(requestId, bool)
-                or len(str(requestId)) > MAX_ID
-            ):
-                requestId = None
-                raise CoreError("bad_request", f"id is text of at most {MAX_ID} characters")
-            handler = self._handlers.get(str(request.get("type")))
-            if handler is None:
-                raise CoreError(
-                    "bad_request", f"unknown request type; known: {', '.join(self.types)}"
-                )
+            requestId, handler = route(request, self._handlers)
             return reply(requestId, await handler(session, request))
+        except RequestRefused as e:
+            return error(e.requestId, e.code, e.message)
         except CoreError as e:
             return error(requestId, e.code, e.message)
         except Exception:

@@ -82,6 +82,38 @@ def _str(value: Any, name: str) -> str:
     return value
 
 
+def route(request: Any, handlers: dict[str, Any]) -> tuple[Any, Any]:
+    """
+    A request's id and handler (by its C{type}), for the WebSockets' calls.
+
+    @raise RequestRefused: not an object, a bad id (the id is then
+        C{None}), or an unknown type (with the request's id).
+    """
+    if not isinstance(request, dict):
+        raise RequestRefused(None, "a request is a JSON object")
+    requestId = request.get("id")
+    if requestId is not None and (
+        not isinstance(requestId, (str, int))
+        or isinstance(requestId, bool)
+        or len(str(requestId)) > MAX_ID
+    ):
+        raise RequestRefused(None, f"id is text of at most {MAX_ID} characters")
+    handler = handlers.get(str(request.get("type")))
+    if handler is None:
+        raise RequestRefused(
+            requestId, f"unknown request type; known: {', '.join(sorted(handlers))}"
+        )
+    return requestId, handler
+
+
+class RequestRefused(CoreError):
+    """A request that cannot be routed: C{bad_request}, with the id to answer with."""
+
+    def __init__(self, requestId: Any, message: str) -> None:
+        super().__init__("bad_request", message)
+        self.requestId = requestId
+
+
 class VisitorCalls:
     """Serves a visitor's requests on the core, with the web's rate limits."""
 
@@ -115,23 +147,11 @@ class VisitorCalls:
         """Serve one request; fires with the reply or error message (never fails)."""
         requestId: Any = None
         try:
-            if not isinstance(request, dict):
-                raise CoreError("bad_request", "a request is a JSON object")
-            requestId = request.get("id")
-            if requestId is not None and (
-                not isinstance(requestId, (str, int))
-                or isinstance(requestId, bool)
-                or len(str(requestId)) > MAX_ID
-            ):
-                requestId = None
-                raise CoreError("bad_request", f"id is text of at most {MAX_ID} characters")
-            handler = self._handlers.get(str(request.get("type")))
-            if handler is None:
-                raise CoreError(
-                    "bad_request", f"unknown request type; known: {', '.join(self.types)}"
-                )
+            requestId, handler = route(request, self._handlers)
             self.limits.address(visitor.client.address)
             return reply(requestId, await handler(session, visitor, request))
+        except RequestRefused as e:
+            return error(e.requestId, e.code, e.message)
         except CoreError as e:
             return error(requestId, e.code, e.message)
         except WebRefused as e:
