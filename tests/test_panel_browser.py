@@ -234,6 +234,10 @@ class PanelBrowserTests(NodeMixin, unittest.TestCase):
         yield page.fill("#origins", "https://WWW.shop.example\nself")
         yield page.click("#main form button[type=submit]")
         yield page.waitForSelector("#status:has-text('saved')")
+        # The form is drawn again from the server's answer (normalised).
+        yield waitUntil(
+            page, "document.querySelector('#origins').value === 'https://www.shop.example\\nself'"
+        )
         self.assertEqual((yield page.inputValue("#origins")), "https://www.shop.example\nself")
         snippet = yield page.inputValue("#snippet")
         self.assertIn(f'data-licence="{LICENCE}"', snippet)
