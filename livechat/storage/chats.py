@@ -406,7 +406,7 @@ def _appendPlain_txn(txn: Txn, requests: Sequence[AppendRequest]) -> list[tuple[
             if who is not None and chat.kind is not ChatKind.TEAM and (chatId, who) not in members:
                 raise NotParticipant(f"{who} is not in chat {chatId}")
             drafts = events(chat) if callable(events) else events
-        except (NotFound, WrongState, NotParticipant) as e:
+        except Exception as e:  # refused before anything of it was written
             outcomes.append((False, e))
             continue
         stored = []
