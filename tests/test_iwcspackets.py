@@ -251,3 +251,21 @@ class CoreMessagesTests(unittest.TestCase):
     def test_errorPacket(self) -> None:
         error = P.Error.of("line_too_long", "too long", "7", 20)
         self.assertEqual(attr.astuple(error), ("7", 414, "line_too_long", "too long", 20))
+
+
+class QuotingTests(unittest.TestCase):
+    def test_fastPathSameAsQuote(self) -> None:
+        """
+        Values with nothing to quote are written as they are; for every
+        character (ASCII, Latin, a line separator, an emoji) and mixes, the
+        line is the same as with urllib's quote of every value.
+        """
+        from urllib.parse import quote
+
+        from livechat.protocols import iwcspackets as P
+
+        samples = [chr(c) for c in range(0, 0x250)] + ["\u2028", "😀", "", "a b", "x&y=z", "%41"]
+        samples += ["visitor:v-1_2.3~x", "ab" + "ą" + "cd", "*,:@/"]
+        for value in samples:
+            fast = quote(value, safe=P._SAFE) if P._NEEDS_QUOTING(value) else value
+            self.assertEqual(fast, quote(value, safe=P._SAFE), repr(value))

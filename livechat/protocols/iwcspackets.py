@@ -258,6 +258,8 @@ class Choice(Codec):
 C = TypeVar("C")
 _WIRE = "iwcs"
 _SAFE = ",:@/*"
+_NEEDS_QUOTING = re.compile(r"[^A-Za-z0-9_.\-~" + re.escape(_SAFE) + "]").search
+"""Whether a value has a character that L{quote} would change (most values have none)."""
 """Characters left as they are in values (besides letters, digits and C{_.-~})."""
 
 
@@ -383,7 +385,10 @@ class Packet:
         return (self.toText() + "\r\n").encode("utf-8")
 
     def toText(self, mask: bool = False) -> str:
-        fields = "&".join(f"{k}={quote(v, safe=_SAFE)}" for k, v in self.toFields(mask))
+        fields = "&".join(
+            f"{k}={quote(v, safe=_SAFE) if _NEEDS_QUOTING(v) else v}"
+            for k, v in self.toFields(mask)
+        )
         return f"{self.header()} {fields}" if fields else self.header()
 
 
