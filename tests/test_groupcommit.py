@@ -92,6 +92,46 @@ class GroupCommitMixin(DialectMixin):
             )
 
     @defer.inlineCallbacks
+    def test_globalOrder(self) -> Any:
+        """
+        Every chat event gets its place in the licence's global order (gid,
+        the webhooks' cursor), whether appended alone, in bulk or one by one
+        in a batch: all distinct, each chat's in its sequence order, and on
+        sqlite (one writer) without a gap.
+        """
+        chatList = []
+        for _ in range(3):
+            chatList.append((yield self.newChat()))
+        oneByOne: list[int] = []
+        real = chats._appendOne_txn
+        self.patch(chats, "_appendOne_txn", lambda txn, r: (oneByOne.append(r[0]), real(txn, r))[1])
+        calls = [self.licence.appendEvents(chatList[0].id, [draft("alone")])]
+        for n in range(5):
+            for chat in chatList:
+                calls.append(self.licence.appendEvents(chat.id, [draft(f"{n}")], require=OPEN))
+        calls.append(
+            self.licence.appendEvents(chatList[1].id, [draft("x")], update={"name": "changed"})
+        )
+        yield defer.gatherResults(calls)
+
+        def gids(txn: Any) -> Any:
+            return txn.query("SELECT gid, chat_id, seq FROM {chat_events} ORDER BY gid")
+
+        rows = yield self.store.db.runLicence(100, "gids", gids)
+        # The plain ones went in bulk (no fallback): only the change went alone.
+        self.assertEqual(oneByOne, [chatList[1].id])
+        self.assertEqual(len(rows), 17)
+        numbers = [r[0] for r in rows]
+        self.assertEqual(len(set(numbers)), 17)
+        if self.dialect == "sqlite":
+            self.assertEqual(numbers, list(range(numbers[0], numbers[0] + 17)))
+        for chat in chatList:
+            self.assertEqual(
+                [r[2] for r in rows if r[1] == chat.id],
+                sorted(r[2] for r in rows if r[1] == chat.id),
+            )
+
+    @defer.inlineCallbacks
     def test_refusedAlone(self) -> Any:
         """
         In one batch: an append to a closed chat and one by a stranger are

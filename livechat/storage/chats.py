@@ -435,11 +435,25 @@ def _appendPlain_txn(txn: Txn, requests: Sequence[AppendRequest]) -> list[tuple[
         return outcomes
     txn.savepoint("lc_bulk")
     try:
-        txn.executeMany(
-            "INSERT INTO {chat_events} (chat_id, seq, created_at, type, originator, role, body) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
+        if txn.dialect == "sqlite":
+            # The global order of chat events (gid, for the webhooks' cursor):
+            # given here, one writer, rather than by the trigger's update of
+            # each row after its insert.
+            top = txn.queryOne("SELECT COALESCE(MAX(gid), 0) FROM {chat_events}")
+            first = int(top[0]) + 1 if top else 1
+            txn.executeMany(
+                "INSERT INTO {chat_events} "
+                "(chat_id, seq, created_at, type, originator, role, body, gid) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [row + (first + n,) for n, row in enumerate(rows)],
+            )
+        else:
+            txn.executeMany(
+                "INSERT INTO {chat_events} "
+                "(chat_id, seq, created_at, type, originator, role, body) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
         txn.executeMany(
             "UPDATE {chats} SET last_seq = ? WHERE id = ?",
             [(chat.last_seq, chatId) for chatId, chat in touched.items()],
