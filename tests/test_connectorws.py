@@ -226,6 +226,16 @@ class ConnectorWebSocketTests(ApiNodeMixin, unittest.TestCase):
         self.assertIn("consumer", answer["body"]["msg"])
         answer = yield client.request("ms.PublishEvent", {"dialogId": "1", "event": {}})
         self.assertEqual(answer["code"], "NOT_FOUND")
+
+        # A failure of the server's own is answered, logged, and costs the socket nothing.
+        async def broken(*args: Any, **kw: Any) -> Any:
+            raise RuntimeError("boom")
+
+        api = self.node.getServiceNamed("http").factory.resource.children[b"api"].v1
+        self.patch(api.services["connector"], "handle", broken)
+        answer = yield client.request("ms.PublishEvent", {"dialogId": "1", "event": {}})
+        self.assertEqual(answer["code"], "INTERNAL")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertFalse(client.closed.called)
 
 

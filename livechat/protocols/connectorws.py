@@ -18,7 +18,7 @@ the consumer (there, the C{X-Livechat-Consumer} header)::
 
 Server to client: the answer, C{{"kind": "resp", "reqId", "code", "body"}}
 (C{code} C{OK}, or C{BAD_REQUEST}, C{NOT_FOUND}, C{FORBIDDEN},
-C{WRONG_STATE}, C{UNAVAILABLE}, C{RATE_LIMITED} with C{body.msg}); and, for
+C{WRONG_STATE}, C{UNAVAILABLE}, C{RATE_LIMITED}, C{INTERNAL} with C{body.msg}); and, for
 every consumer whose requests came by this connection, the events of its
 conversations as they happen, in the connector's notification shape with
 the consumer added::
@@ -184,9 +184,17 @@ class ConnectorWebSocket(BoundedSender, WebSocketServerProtocol):
                 listener = self._listeners[consumer] = _Listener(self, consumer)
         request = {k: v for k, v in request.items() if k != "consumer"}
         assert self.licence is not None and self.appId is not None
-        _, answer = await self.api.services["connector"].handle(
-            self.licence, self.appId, consumer, request, self.address, listener=listener
-        )
+        try:
+            _, answer = await self.api.services["connector"].handle(
+                self.licence, self.appId, consumer, request, self.address, listener=listener
+            )
+        except Exception:
+            self._log.failure(
+                "connector request of app {app} of licence {licence}",
+                app=self.appId,
+                licence=self.licence,
+            )
+            answer = _refusal(request.get("id"), "INTERNAL", "the server could not do that")
         self.push({"kind": "resp", **answer})
 
     # -- sending, bounded (wsbuffer) ------------------------------------------------
