@@ -40,12 +40,11 @@ from livechat.core.hub import Core, OperatorSession
 from livechat.interfaces import IChannel
 from livechat.model import AcceptStatus, ChatKind, ChatState, OperatorStatus, operatorRef
 from livechat.protocols.webcalls import RequestRefused, error, reply, route
-from livechat.protocols.websocket import encode, parseResume
-from livechat.protocols.wsbuffer import BoundedSender
+from livechat.protocols.websocket import parseResume
+from livechat.protocols.wsbuffer import CLOSE_SERVER, ChannelSocket
 from livechat.storage import reports
 from livechat.websession import Session, SessionManager
 
-CLOSE_SERVER = 4000
 CLOSE_SESSION = 4001
 CLOSE_PROTOCOL = 4400
 MAX_ERRORS = 10
@@ -341,7 +340,7 @@ async def operatorsList(core: Core, licence: int) -> list[dict[str, Any]]:
 
 
 @implementer(IChannel, IPushProducer)
-class AgentWebSocket(BoundedSender, WebSocketServerProtocol):
+class AgentWebSocket(ChannelSocket, WebSocketServerProtocol):
     """One browser tab of a logged-in operator: the L{IChannel} of its session."""
 
     _log = Logger()
@@ -379,20 +378,7 @@ class AgentWebSocket(BoundedSender, WebSocketServerProtocol):
             bytes=queued,
         )
 
-    def _push(self, message: dict[str, Any]) -> None:
-        self.sendBounded(encode(message))
-
-    # -- IChannel ---------------------------------------------------------------------
-
-    def deliver(self, message: dict[str, Any]) -> None:
-        if self._held is not None:
-            self._held.append(message)
-            return
-        self._push(message)
-
-    def close(self, reason: str) -> None:
-        if self.state == WebSocketServerProtocol.STATE_OPEN:
-            self.sendClose(CLOSE_SERVER, reason[:100])
+    # IChannel (deliver, close): ChannelSocket.
 
     # -- the handshake -----------------------------------------------------------------
 

@@ -50,13 +50,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from livechat.api import ApiError, ApiResource
-from livechat.protocols.wsbuffer import BoundedSender
+from livechat.protocols.wsbuffer import BoundedSender, encode
 
 _PATH = re.compile(r"/api/v1/apps/([1-9][0-9]{0,17})/connector/ws/?")
-
-
-def encode(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def notification(consumer: str, message: dict[str, Any]) -> dict[str, Any] | None:

@@ -35,13 +35,12 @@ from livechat.core.errors import CoreError
 from livechat.interfaces import IChannel
 from livechat.protocols.webcalls import Visitor, error
 from livechat.protocols.webpolicy import WebRefused, parseLicence
-from livechat.protocols.wsbuffer import BoundedSender
+from livechat.protocols.wsbuffer import CLOSE_SERVER, ChannelSocket
 
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_FORBIDDEN = 4003
 CLOSE_PROTOCOL = 4400
 CLOSE_TOO_MANY_TABS = 4029
-CLOSE_SERVER = 4000
 MAX_RESUME = 50
 MAX_ERRORS = 10
 
@@ -60,10 +59,6 @@ def accelerationReport() -> str:
         f"WebSocket: autobahn {autobahn.__version__}, native acceleration (NVX) {state}: "
         f"UTF-8 validator {validator}, XOR masker {maskerModule}"
     )
-
-
-def encode(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def parseResume(value: Any) -> dict[int, int]:
@@ -85,7 +80,7 @@ def parseResume(value: Any) -> dict[int, int]:
 
 
 @implementer(IChannel, IPushProducer)
-class VisitorWebSocket(BoundedSender, WebSocketServerProtocol):
+class VisitorWebSocket(ChannelSocket, WebSocketServerProtocol):
     """One tab of a visitor.  It is the L{IChannel} of the visitor's session."""
 
     _log = Logger()
@@ -127,20 +122,7 @@ class VisitorWebSocket(BoundedSender, WebSocketServerProtocol):
             bytes=queued,
         )
 
-    def _push(self, message: dict[str, Any]) -> None:
-        self.sendBounded(encode(message))
-
-    # -- IChannel ---------------------------------------------------------------------
-
-    def deliver(self, message: dict[str, Any]) -> None:
-        if self._held is not None:
-            self._held.append(message)
-            return
-        self._push(message)
-
-    def close(self, reason: str) -> None:
-        if self.state == WebSocketServerProtocol.STATE_OPEN:
-            self.sendClose(CLOSE_SERVER, reason[:100])
+    # IChannel (deliver, close): ChannelSocket.
 
     # -- the handshake -----------------------------------------------------------------
 

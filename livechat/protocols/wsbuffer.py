@@ -9,11 +9,20 @@ grows without bound for a slow client.
 from __future__ import annotations
 
 import collections
+import json
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
+
+CLOSE_SERVER = 4000
+"""Close code when the server ends a session (its reason says why)."""
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """One JSON message as the WebSockets send it."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 @implementer(IPushProducer)
@@ -81,3 +90,26 @@ class BoundedSender:
             self.stopProducing()
             transport: Any = self.transport
             transport.abortConnection()
+
+
+class ChannelSocket(BoundedSender):
+    """
+    A WebSocket that is the C{IChannel} of a core session (the visitor's,
+    the agent's): deliveries are encoded and sent bounded; while C{_held}
+    is a list (the welcome is being made) they wait in it.
+    """
+
+    _held: list[dict[str, Any]] | None = None
+
+    def _push(self, message: dict[str, Any]) -> None:
+        self.sendBounded(encode(message))
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        if self._held is not None:
+            self._held.append(message)
+            return
+        self._push(message)
+
+    def close(self, reason: str) -> None:
+        if self.state == WebSocketServerProtocol.STATE_OPEN:
+            self.sendClose(CLOSE_SERVER, reason[:100])
