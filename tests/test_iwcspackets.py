@@ -64,6 +64,26 @@ class RoundTripTests(unittest.TestCase):
             self.assertTrue(line.startswith(f"IWCS{cls.NUMBER:04d}{cls.DIRECTION} ".encode()))
             self.assertEqual(P.parseLine(line[:-2], cls.DIRECTION), packet, cls)
 
+    def test_compiledWriter(self) -> None:
+        """
+        Each packet's compiled C{toText} writes what the generic loop of
+        L{P.Packet.toText} writes, with every field, with only the required
+        ones, and masked.
+        """
+        packets = list(P.CLIENT_PACKETS.values()) + list(P.SERVER_PACKETS.values())
+        for cls in packets:
+            self.assertIsNot(cls.toText, P.Packet.toText, cls)
+            packet = full(cls)
+            bare = cls(
+                **{a: getattr(packet, a) for a, _, _, required in cls.wireFields() if required}
+            )
+            for p in (packet, bare):
+                for mask in (False, True):
+                    self.assertEqual(p.toText(mask=mask), P.Packet.toText(p, mask=mask), cls)
+        login = P.Login(licence=1, kind="agent", nick="a", password="p w", version=1)
+        self.assertIn("password=********", login.toText(mask=True))
+        self.assertIn("password=p+w", login.toText())
+
     def test_minimal(self) -> None:
         """Only the required fields: optional ones are left off the line."""
         line = P.Ping().toLine()
@@ -72,7 +92,7 @@ class RoundTripTests(unittest.TestCase):
         self.assertEqual(P.parseLine(b"IWCS0004C "), P.Ping())
         self.assertEqual(
             P.SendMessage(chat=42, text="Hi there").toLine(),
-            b"IWCS0020C chat=42&text=Hi%20there\r\n",
+            b"IWCS0020C chat=42&text=Hi+there\r\n",
         )
 
     def test_formEncoding(self) -> None:
@@ -254,18 +274,26 @@ class CoreMessagesTests(unittest.TestCase):
 
 
 class QuotingTests(unittest.TestCase):
-    def test_fastPathSameAsQuote(self) -> None:
+    def test_writtenValuesReadBack(self) -> None:
         """
-        Values with nothing to quote are written as they are; for every
-        character (ASCII, Latin, a line separator, an emoji) and mixes, the
-        line is the same as with urllib's quote of every value.
+        Every character (ASCII, Latin, controls, line separators, an emoji)
+        and mixes read back as written; what is written has no character of
+        the line itself (C{&}, C{=}, CR, LF, a bare C{%} or C{+} that is not a
+        space), nor any that splits a line in some readers (U+2028, U+0085).
         """
-        from urllib.parse import quote
+        from urllib.parse import unquote_plus
 
         from livechat.protocols import iwcspackets as P
 
-        samples = [chr(c) for c in range(0, 0x250)] + ["\u2028", "😀", "", "a b", "x&y=z", "%41"]
-        samples += ["visitor:v-1_2.3~x", "ab" + "ą" + "cd", "*,:@/"]
+        samples = [chr(c) for c in range(0, 0x250)] + ["\u2028", "\u2029", "😀", "", "a b"]
+        samples += ["x&y=z", "%41", "a+b", "visitor:v-1_2.3~x", "ab" + "ą" + "cd", "*,:@/"]
+        samples += ["Zażółć gęślą jaźń & a+b=c %20\r\nnext line"]
         for value in samples:
-            fast = quote(value, safe=P._SAFE) if P._NEEDS_QUOTING(value) else value
-            self.assertEqual(fast, quote(value, safe=P._SAFE), repr(value))
+            written = P.writeValue(value)
+            self.assertEqual(unquote_plus(written, errors="strict"), value, repr(value))
+            self.assertEqual(P.splitFields(f"text={written}"), [("text", value)], repr(value))
+            self.assertEqual(written.splitlines(), [written] if written else [], repr(value))
+            for bad in "&= \r\n\x00\x7f\x85":
+                self.assertNotIn(bad, written, repr(value))
+        self.assertEqual(P.writeValue("Où est ma commande?"), "Où+est+ma+commande?")
+        self.assertEqual(P.writeValue("50% & 1+1=2"), "50%25+%26+1%2B1%3D2")

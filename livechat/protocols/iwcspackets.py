@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, TypeVar, cast, dataclass_transform
-from urllib.parse import quote, unquote_plus
+from urllib.parse import unquote_plus
 
 import attr
 
@@ -92,6 +92,8 @@ class Codec:
     kind = "text"
     """The type's name in docs/iwcs.md."""
     secret = False
+    plain = False
+    """Whether what C{format} writes never needs percent-encoding (digits, commas, colons)."""
 
     def parse(self, raw: str) -> Any:
         """The value of C{raw}, or ValueError with a message for people."""
@@ -156,6 +158,8 @@ def _int(raw: str) -> int:
 
 
 class Int(Codec):
+    plain = True
+
     def __init__(self, minimum: int = 0, maximum: int = 2**63 - 1) -> None:
         self.minimum = minimum
         self.maximum = maximum
@@ -167,8 +171,13 @@ class Int(Codec):
             raise ValueError(f"between {self.minimum} and {self.maximum}")
         return value
 
+    def format(self, value: Any) -> str:
+        return str(int(value))
+
 
 class Bool(Codec):
+    plain = True
+
     kind = "0 or 1"
 
     def parse(self, raw: str) -> bool:
@@ -182,6 +191,8 @@ class Bool(Codec):
 
 class IntList(Codec):
     """C{3,4,5}: whole numbers ≥ C{minimum}, comma-separated; empty is an empty list."""
+
+    plain = True
 
     def __init__(self, maxItems: int = 1000, minimum: int = 1) -> None:
         self.maxItems = maxItems
@@ -205,6 +216,8 @@ class IntList(Codec):
 
 class IntMap(Codec):
     """C{42:7,43:0}: chat id to last sequence seen (resume)."""
+
+    plain = True
 
     kind = "chat:seq list (42:7,43:0)"
 
@@ -257,10 +270,25 @@ class Choice(Codec):
 
 C = TypeVar("C")
 _WIRE = "iwcs"
-_SAFE = ",:@/*"
-_NEEDS_QUOTING = re.compile(r"[^A-Za-z0-9_.\-~" + re.escape(_SAFE) + "]").search
-"""Whether a value has a character that L{quote} would change (most values have none)."""
-"""Characters left as they are in values (besides letters, digits and C{_.-~})."""
+_ESCAPED = re.compile("[%&+=\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""What a written value escapes: the line's own characters and the invisible ones."""
+
+
+def _escape(match: re.Match[str]) -> str:
+    return "".join(f"%{b:02X}" for b in match.group().encode("utf-8"))
+
+
+def writeValue(value: str) -> str:
+    """
+    A value as this side writes it: C{%}, C{&}, C{+}, C{=}, control
+    characters and line separators as C{%XX}, spaces as C{+}, everything
+    else as itself (UTF-8).  Any percent-decoder reads it back (docs/iwcs.md),
+    and it costs two scans in C where a full percent-encoding costs a Python
+    step per character.
+    """
+    if _ESCAPED.search(value) is not None:
+        value = _ESCAPED.sub(_escape, value)
+    return value.replace(" ", "+")
 
 
 def wire(codec: Codec, *, default: Any = attr.NOTHING, name: str | None = None) -> Any:
@@ -292,6 +320,7 @@ def register(number: int, direction: str, name: str) -> Any:
         cls.DIRECTION = direction
         cls.NAME = name
         table[number] = cls
+        type.__setattr__(cls, "toText", _compileWriter(cls))
         return cls
 
     return decorate
@@ -385,11 +414,56 @@ class Packet:
         return (self.toText() + "\r\n").encode("utf-8")
 
     def toText(self, mask: bool = False) -> str:
-        fields = "&".join(
-            f"{k}={quote(v, safe=_SAFE) if _NEEDS_QUOTING(v) else v}"
-            for k, v in self.toFields(mask)
-        )
-        return f"{self.header()} {fields}" if fields else self.header()
+        """The line without its CRLF; C{mask} hides secrets (for logs)."""
+        fields = []
+        for attribute, wireName, codec, _ in self.wireFields():
+            value = getattr(self, attribute)
+            if value is None:
+                continue
+            if mask and codec.secret:
+                fields.append(f"{wireName}=********")
+            elif codec.plain:
+                fields.append(f"{wireName}={codec.format(value)}")
+            else:
+                fields.append(f"{wireName}={writeValue(codec.format(value))}")
+        return f"{self.header()} {'&'.join(fields)}" if fields else self.header()
+
+
+def _compileWriter(cls: type[Packet]) -> Callable[..., str]:
+    """
+    C{cls.toText} written out for its fields, as attrs writes C{__init__}:
+    the same result as L{Packet.toText}, with no loop and no lookups.  Every
+    packet the server sends goes through it, so it is worth a few lines.
+    """
+    names: dict[str, Any] = {"_write": writeValue, "_head": cls.header()}
+    lines = ["def toText(self, mask=False):", "    fields = []"]
+    for i, (attribute, wireName, codec, _) in enumerate(cls.wireFields()):
+        assert attribute.isidentifier() and re.fullmatch(r"[a-z][a-z0-9_]*", wireName)
+        if type(codec).format is Codec.format:
+            text = "str(v)"
+        elif type(codec) is Int:
+            text = "str(int(v))"
+        else:
+            names[f"_format{i}"] = codec.format
+            text = f"_format{i}(v)"
+        if not codec.plain:
+            text = f"_write({text})"
+        if isinstance(codec, Choice) and codec.enum is not None:
+            # An enum's members (equal to their values) to what is written.
+            names[f"_known{i}"] = {m: writeValue(codec.format(m)) for m in codec.enum}
+            text = f"(_known{i}.get(v) or {text})"
+        if codec.secret:
+            text = f'("********" if mask else {text})'
+        lines += [
+            f"    v = self.{attribute}",
+            "    if v is not None:",
+            f"        fields.append({wireName + '='!r} + {text})",
+        ]
+    lines.append("    return _head + ' ' + '&'.join(fields) if fields else _head")
+    exec("\n".join(lines), names)  # noqa: S102 - our own field names, checked above
+    writer: Callable[..., str] = names["toText"]
+    writer.__doc__ = Packet.toText.__doc__
+    return writer
 
 
 T = TypeVar("T", bound=Packet)
@@ -1025,6 +1099,19 @@ _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _ID = re.compile(r"(?:^|&)id=([A-Za-z0-9_.:-]{1,64})(?:&|$)")
 
 
+def _allKeys() -> frozenset[str]:
+    return frozenset(
+        w
+        for table in (CLIENT_PACKETS, SERVER_PACKETS)
+        for c in table.values()
+        for w in c._byWireName()
+    )
+
+
+_KEYS: frozenset[str] = frozenset()
+"""Every packet's wire names (valid keys, so most keys skip the regex); set below the packets."""
+
+
 def splitFields(text: str) -> list[tuple[str, str]]:
     """C{key=value&...} into decoded pairs; L{PacketError} C{malformed} if wrong."""
     if not text:
@@ -1032,15 +1119,24 @@ def splitFields(text: str) -> list[tuple[str, str]]:
     pairs = []
     for part in text.split("&"):
         key, sep, value = part.partition("=")
-        if not sep or not _KEY.match(key):
+        if not sep or (key not in _KEYS and not _KEY.match(key)):
             raise PacketError("malformed", f"expected key=value, got {part[:40]!r}")
-        if _BAD_ESCAPE.search(value):
-            raise PacketError("malformed", f"{key}: a % is not followed by two hex digits")
-        try:
-            pairs.append((key, unquote_plus(value, encoding="utf-8", errors="strict")))
-        except UnicodeDecodeError:
-            raise PacketError("malformed", f"{key}: not UTF-8 once decoded") from None
+        if "%" in value:
+            if _BAD_ESCAPE.search(value):
+                raise PacketError("malformed", f"{key}: a % is not followed by two hex digits")
+            try:
+                value = unquote_plus(value, encoding="utf-8", errors="strict")
+            except UnicodeDecodeError:
+                raise PacketError("malformed", f"{key}: not UTF-8 once decoded") from None
+        elif "+" in value:
+            value = value.replace("+", " ")
+        pairs.append((key, value))
     return pairs
+
+
+def _requestId(fieldText: str) -> str | None:
+    found = _ID.search(fieldText)
+    return found.group(1) if found else None
 
 
 def parseLine(line: bytes, direction: str = "C") -> Packet:
@@ -1060,25 +1156,26 @@ def parseLine(line: bytes, direction: str = "C") -> Packet:
         raise PacketError("malformed", "a packet line is IWCS<nnnn><C|S> key=value&...")
     number = int(match.group(1))
     fieldText = match.group(3) or ""
-    found = _ID.search(fieldText)
-    requestId = found.group(1) if found else None
     if match.group(2) != direction:
         raise PacketError(
             "unknown_packet",
             f"IWCS{number:04d}{match.group(2)} goes the other way",
-            requestId,
+            _requestId(fieldText),
             number,
         )
     table = CLIENT_PACKETS if direction == "C" else SERVER_PACKETS
     cls = table.get(number)
     if cls is None:
         raise PacketError(
-            "unknown_packet", f"no packet IWCS{number:04d}{direction}", requestId, number
+            "unknown_packet",
+            f"no packet IWCS{number:04d}{direction}",
+            _requestId(fieldText),
+            number,
         )
     try:
         pairs = splitFields(fieldText)
     except PacketError as e:
-        raise PacketError(e.name, e.text, requestId, number) from None
+        raise PacketError(e.name, e.text, _requestId(fieldText), number) from None
     return cls.fromFields(pairs)
 
 
@@ -1088,6 +1185,9 @@ _SECRET = re.compile(r"(?:^|(?<=[ &]))(password|key)=[^&]*")
 def maskLine(text: str) -> str:
     """A line as it may be logged: passwords and keys masked."""
     return _SECRET.sub(lambda m: f"{m.group(1)}=********", text)
+
+
+_KEYS = _allKeys()
 
 
 # -- from the core's messages --------------------------------------------------------------
