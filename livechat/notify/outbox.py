@@ -143,16 +143,20 @@ def licencePass_txn(
     more = more or len(rows) >= batch
 
     cursor = hooks.getCursor_txn(txn, SOURCE_CHAT)
-    chatRows = hooks.readChatEvents_txn(txn, cursor, batch)
     if apps:
+        chatRows = hooks.readChatEvents_txn(txn, cursor, batch)
         for row in chatRows:
             drafts += appDrafts(row, apps)
+        gids = [r["gid"] for r in chatRows]
+    else:
+        # No app to tell: only move the cursor past them (no join, no JSON).
+        gids = hooks.readChatGids_txn(txn, cursor, batch)
     position, newGaps[SOURCE_CHAT] = hooks.advanceCursor(
-        cursor, [r["gid"] for r in chatRows], now, gaps.get(SOURCE_CHAT, {}), gapWait
+        cursor, gids, now, gaps.get(SOURCE_CHAT, {}), gapWait
     )
     if position != cursor:
         hooks.setCursor_txn(txn, SOURCE_CHAT, position)
-    more = more or len(chatRows) >= batch
+    more = more or len(gids) >= batch
 
     added = hooks.addDeliveries_txn(txn, drafts, nowMS)
     return PassResult(

@@ -193,6 +193,14 @@ def readEventLog_txn(txn: Txn, after: int, limit: int) -> list[tuple[Any, ...]]:
     ]
 
 
+def readChatGids_txn(txn: Txn, after: int, limit: int) -> list[int]:
+    """The global positions of the stored chat events after C{after} (as readChatEvents_txn)."""
+    rows = txn.query(
+        "SELECT gid FROM {chat_events} WHERE gid > ? ORDER BY gid LIMIT ?", (after, limit)
+    )
+    return [int(r[0]) for r in rows]
+
+
 def readChatEvents_txn(txn: Txn, after: int, limit: int) -> list[dict[str, Any]]:
     """Stored chat events after global position C{after}, with their chat's kind and visitor."""
     rows = txn.query(
@@ -662,7 +670,12 @@ def getOrCreateSecret_txn(txn: Txn, candidate: str) -> str:
     except Exception as e:
         if not txn.engine.isIntegrityError(e):
             raise
-        row = txn.queryOne("SELECT value FROM {settings} WHERE name = ?", (SECRET_SETTING,))
+        # Another transaction made it first.  A locking read sees its row,
+        # which this transaction's snapshot (MariaDB, repeatable read) does not.
+        row = txn.queryOne(
+            "SELECT value FROM {settings} WHERE name = ?" + txn.engine.forUpdate,
+            (SECRET_SETTING,),
+        )
         assert row is not None
         return str(row[0])
     return candidate
