@@ -145,6 +145,42 @@ class IntegrationMixin(IwcsMixin):
         self.assertEqual(leaked, [])
 
     @defer.inlineCallbacks
+    def test_pipelinedRequestsKeepTheirOrder(self) -> Any:
+        """
+        Requests sent without waiting for answers are done in the order sent.
+        Messages and receipts of one chat do not wait for each other's commit
+        (they may share one) but are stored in that order; typing waits for
+        what is before it; and messages behind a leave wait for it, so they
+        are refused (the chat is closed), the second one too.
+        """
+        anna, bob, control = yield self.threeParties()
+        chat = yield self.activeChat(anna, control)
+        sent = [
+            anna.send(chat, "one"),
+            anna.send(chat, "two"),
+            anna.markRead(chat, [1]),
+            anna.send(chat, "three"),
+            anna.chatState(chat, ChatState.COMPOSING),
+            anna.send(chat, "four"),
+        ]
+        answers = yield defer.gatherResults(sent)
+        seqs = answers[:4] + answers[5:]
+        self.assertEqual(seqs, list(range(seqs[0], seqs[0] + 5)))
+        last = yield control.next(P.MessageEvent, chat=chat, seq=seqs[-1])
+        self.assertEqual(last.text, "four")
+        texts = [
+            p.text for p in control.packets if isinstance(p, P.MessageEvent) and p.chat == chat
+        ]
+        self.assertEqual(texts[-4:], ["one", "two", "three", "four"])
+
+        left = control.leave(chat, visitor=VISITOR)
+        after = [control.send(chat, f"after {i}", visitor=VISITOR) for i in range(2)]
+        yield left
+        for d in after:
+            error = yield self.assertFailure(d, IwcsError)
+            self.assertIn(error.name, ("wrong_state", "forbidden"))
+
+    @defer.inlineCallbacks
     def test_resumeExactlyTheMissing(self) -> Any:
         """
         An agent whose connection drops logs in again with the last sequence

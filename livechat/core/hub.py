@@ -27,6 +27,7 @@ from typing import Any
 import attr
 from twisted.internet import defer, task
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from livechat.core import events as E
 from livechat.core.errors import CoreError
@@ -351,7 +352,7 @@ class OperatorSession(_Session):
     def send(self, chatId: int, text: str) -> defer.Deferred[int]:
         """Post a message; fires with its sequence once it is stored."""
         self._requireFeed(chatId)
-        return defer.ensureDeferred(self.core._post(self, chatId, E.content(self._checkText(text))))
+        return self.core._post(self, chatId, E.content(self._checkText(text)))
 
     @_deferred
     def chatState(self, chatId: int, state: ChatState) -> defer.Deferred[None]:
@@ -467,7 +468,7 @@ class VisitorSession(_Session):
     @_deferred
     def send(self, chatId: int, text: str) -> defer.Deferred[int]:
         self._requireFeed(chatId)
-        return defer.ensureDeferred(self.core._post(self, chatId, E.content(self._checkText(text))))
+        return self.core._post(self, chatId, E.content(self._checkText(text)))
 
     @_deferred
     def chatState(self, chatId: int, state: ChatState) -> defer.Deferred[None]:
@@ -678,6 +679,8 @@ class Core:
 
     def _publish(self, channel: str, message: dict[str, Any], replay: bool = False) -> None:
         d = self.bus.publish(channel, message, replay=replay)
+        if d.called and not isinstance(d.result, Failure):
+            return  # the in-memory bus: done already (no errback to add per message)
         d.addErrback(lambda f: self._log.failure("publishing to {c}", f, c=channel))
 
     def _notify(self, licence: int, domain: Iterable[DomainEvent]) -> None:
@@ -1325,7 +1328,8 @@ class Core:
 
     # -- posting ---------------------------------------------------------------------
 
-    async def _post(self, session: _Session, chatId: int, event: dict[str, Any]) -> int:
+    def _post(self, session: _Session, chatId: int, event: dict[str, Any]) -> defer.Deferred[int]:
+        """Store one event of C{session} in the chat and publish it; fires with its sequence."""
         store = self.store.forLicence(session.licence)
         operatorId = getattr(getattr(session, "operator", None), "id", None)
 
@@ -1338,16 +1342,21 @@ class Core:
                 role = Role.AGENT
             return [EventDraft(originator=session.ref, role=role, name=session.name, event=event)]
 
-        try:
-            _, stored, _ = await store.appendEvents(
-                chatId, drafts, require=OPEN, requireParticipant=session.ref
-            )
-        except WrongState as e:
-            raise CoreError("wrong_state", str(e)) from None
-        except NotParticipant as e:
-            raise CoreError("forbidden", str(e)) from None
-        self._publishStored(session.licence, stored)
-        return stored[-1].seq
+        def stored(result: tuple[Chat, list[StoredEvent], list[DomainEvent]]) -> int:
+            events = result[1]
+            self._publishStored(session.licence, events)
+            return events[-1].seq
+
+        def refused(failure: Failure) -> Failure:
+            if failure.check(WrongState):
+                raise CoreError("wrong_state", str(failure.value))
+            if failure.check(NotParticipant):
+                raise CoreError("forbidden", str(failure.value))
+            return failure
+
+        # Callbacks, not a coroutine: this is every message's path.
+        d = store.appendEvents(chatId, drafts, require=OPEN, requireParticipant=session.ref)
+        return d.addCallbacks(stored, refused)
 
     def _chatState(self, session: _Session, chatId: int, state: Any) -> defer.Deferred[None]:
         try:

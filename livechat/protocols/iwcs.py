@@ -66,6 +66,9 @@ SHARED_PACKETS: frozenset[type[P.Packet]] = frozenset(
 )
 """Packets both kinds send (a control names the C{visitor} it acts for)."""
 
+APPENDS: frozenset[type[P.Packet]] = frozenset({P.SendMessage, P.SendRead})
+"""Requests whose work puts an append in the licence's batcher before it returns."""
+
 COUNTED_ERRORS = frozenset(
     {
         "malformed",
@@ -210,6 +213,17 @@ class IwcsFactory(protocol.Factory):
         return self.logs is not None and self.logs.enabled(channel)
 
 
+def _start(work: Callable[[], Any]) -> defer.Deferred[Any]:
+    """Call C{work}: its Deferred, its coroutine as one, or its exception as a failure."""
+    try:
+        result = work()
+    except Exception:
+        return defer.fail()
+    if isinstance(result, defer.Deferred):
+        return result
+    return defer.ensureDeferred(result)
+
+
 @implementer(IChannel)
 class _FollowedVisitor:
     """The channel of one visitor a control follows: their messages, tagged."""
@@ -250,7 +264,7 @@ class IwcsProtocol(protocol.Protocol):
         self._queued = 0
         self._paused = False
         self._burst = False
-        self._tails: dict[Any, defer.Deferred[None]] = {}
+        self._tails: dict[Any, list[Any]] = {}
         self._online: bool | None = None
         self.peer = ""
 
@@ -532,45 +546,70 @@ class IwcsProtocol(protocol.Protocol):
             return
         handler = self._handlers[kind]
         chat = getattr(packet, "chat", None)
-        self._run(chat, requestId, lambda: handler(self, packet))
+        self._run(chat, requestId, lambda: handler(self, packet), kind in APPENDS)
 
     def _run(
-        self, chat: int | None, requestId: str | None, work: Callable[[], Awaitable[Any]]
+        self,
+        chat: int | None,
+        requestId: str | None,
+        work: Callable[[], Awaitable[Any]],
+        append: bool = False,
     ) -> None:
         """
         Do a request and answer it (OK from its result, or ERROR).  Requests
-        about one chat wait for the one before to finish.
+        about one chat wait for the one before to finish, but for an
+        C{append} (a message or a receipt) after another append: both went
+        to the licence's append batcher in this order, which stores and
+        answers them in it, so the second need not wait for the first's
+        commit (a client that sends without waiting fills a batch).
+        Plain Deferred callbacks, not a coroutine: this runs for every packet.
         """
-        previous = self._tails.get(chat) if chat is not None else None
-        done: defer.Deferred[None] = defer.Deferred()
+        tail = self._tails.get(chat) if chat is not None else None
+        # [the request's Deferred, whether it is an append now in the batcher]
+        entry: list[Any]
+        if tail is None or (append and tail[1]):
+            d = _start(work)
+            entry = [d, append]
+        else:
+            d = defer.Deferred()
+            entry = [d, False]
+
+            def next(_: Any) -> None:
+                entry[1] = append
+                _start(work).chainDeferred(d)
+
+            tail[0].addBoth(next)
+        d.addCallback(self._answer, requestId)
+        d.addErrback(self._refused, requestId)
         if chat is not None:
-            self._tails[chat] = done
+            self._tails[chat] = entry
+            d.addBoth(self._untail, chat, d)
 
-        async def run() -> None:
-            try:
-                if previous is not None:
-                    await previous
-                answer = await work()
-                if answer is not None:
-                    self._send(attr.evolve(answer, id=requestId))
-            except (CoreError, P.PacketError) as e:
-                self._error(e, requestId)
-            except NotFound as e:
-                self._error(CoreError("not_found", str(e)), requestId)
-            except LoginRefused as e:
-                name = {"bad_credentials": "login_failed", "throttled": "throttled"}.get(
-                    e.code, "login_refused"
-                )
-                self._error(P.PacketError(name, e.message), requestId)
-            except Exception:
-                self._log.failure("IWCS request of {connection}", connection=self)
-                self._send(P.Error.of("internal", "the server failed; try again", requestId))
-            finally:
-                if chat is not None and self._tails.get(chat) is done:
-                    del self._tails[chat]
-                done.callback(None)
+    def _answer(self, answer: P.Packet | None, requestId: str | None) -> None:
+        if answer is not None:
+            if answer.id != requestId:  # type: ignore[attr-defined]
+                answer = attr.evolve(answer, id=requestId)
+            self._send(answer)
 
-        defer.ensureDeferred(run())
+    def _refused(self, failure: Failure, requestId: str | None) -> None:
+        e = failure.value
+        if isinstance(e, (CoreError, P.PacketError)):
+            self._error(e, requestId)
+        elif isinstance(e, NotFound):
+            self._error(CoreError("not_found", str(e)), requestId)
+        elif isinstance(e, LoginRefused):
+            name = {"bad_credentials": "login_failed", "throttled": "throttled"}.get(
+                e.code, "login_refused"
+            )
+            self._error(P.PacketError(name, e.message), requestId)
+        else:
+            self._log.failure("IWCS request of {connection}", failure, connection=self)
+            self._send(P.Error.of("internal", "the server failed; try again", requestId))
+
+    def _untail(self, _: Any, chat: int, d: defer.Deferred[None]) -> None:
+        tail = self._tails.get(chat)
+        if tail is not None and tail[0] is d:
+            del self._tails[chat]
 
     def _nowMS(self) -> int:
         return int(self.clock.seconds() * 1000)
@@ -795,8 +834,13 @@ class IwcsProtocol(protocol.Protocol):
             raise CoreError("not_found", f"you do not follow visitor {p.visitor} (FOLLOW first)")
         return session
 
-    async def _message(self, p: P.SendMessage) -> P.Packet:
-        return P.Ok(seq=await self._actor(p).send(p.chat, p.text), chat=p.chat)
+    def _message(self, p: P.SendMessage) -> defer.Deferred[P.Packet]:
+        # The busiest request: a Deferred, no coroutine, and the answer has its id.
+        return (
+            self._actor(p)
+            .send(p.chat, p.text)
+            .addCallback(lambda seq: P.Ok(id=p.id, seq=seq, chat=p.chat))
+        )
 
     async def _state(self, p: P.SendState) -> P.Packet:
         await self._actor(p).chatState(p.chat, p.state)

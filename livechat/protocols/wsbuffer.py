@@ -20,9 +20,12 @@ CLOSE_SERVER = 4000
 """Close code when the server ends a session (its reason says why)."""
 
 
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def encode(message: dict[str, Any]) -> bytes:
-    """One JSON message as the WebSockets send it."""
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """One JSON message as the WebSockets send it (one encoder for all of them)."""
+    return _encoder.encode(message).encode("utf-8")
 
 
 @implementer(IPushProducer)

@@ -86,6 +86,10 @@ class Participants:
     leave: Sequence[str] = ()
 
 
+_encodeBody = json.JSONEncoder(sort_keys=True).encode
+"""An event's stored body (one encoder, not one per json.dumps call with options)."""
+
+
 def chatFromRow(licence: int, row: Sequence[Any]) -> Chat:
     return Chat(
         id=int(row[0]),
@@ -152,7 +156,7 @@ def _insertEvents(
     stored = []
     for offset, draft in enumerate(drafts):
         seq = firstSeq + offset
-        body = json.dumps({"event": draft.event, "name": draft.name}, sort_keys=True)
+        body = _encodeBody({"event": draft.event, "name": draft.name})
         txn.execute(
             "INSERT INTO {chat_events} (chat_id, seq, created_at, type, originator, role, body) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -412,7 +416,7 @@ def _appendPlain_txn(txn: Txn, requests: Sequence[AppendRequest]) -> list[tuple[
         stored = []
         for offset, draft in enumerate(drafts):
             seq = chat.last_seq + 1 + offset
-            body = json.dumps({"event": draft.event, "name": draft.name}, sort_keys=True)
+            body = _encodeBody({"event": draft.event, "name": draft.name})
             rows.append(
                 (chatId, seq, nowMS, draft.event["type"], draft.originator, draft.role, body)
             )

@@ -4,6 +4,7 @@ L{SqlStore}: L{IStore} on adbapi, for sqlite and MariaDB alike.
 
 from __future__ import annotations
 
+import collections
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -44,6 +45,8 @@ class AppendBatcher:
     transaction (L{chats.appendBatch_txn}), at most C{maxBatch} at a time.
     Under load the cost of a commit (and of a hop to the database thread) is
     shared by a whole batch; every caller still hears only after the commit.
+    When a batch ends, the next one starts before its callers hear, so that
+    the database commits one batch while the reactor hands out the last.
 
     A batch takes its chats' row locks in chat id order (a stable sort keeps
     each chat's appends in arrival order), so it cannot deadlock with
@@ -61,10 +64,14 @@ class AppendBatcher:
         self.concurrency = concurrency
         self._waiting: list[tuple[chats.AppendRequest, defer.Deferred[Any]]] = []
         self._running = 0
+        self._finished: collections.deque[tuple[Any, list[defer.Deferred[Any]]]] = (
+            collections.deque()
+        )
+        self._answering = False
 
     @property
     def idle(self) -> bool:
-        return not self._running and not self._waiting
+        return not self._running and not self._waiting and not self._finished
 
     def append(self, request: chats.AppendRequest) -> defer.Deferred[Any]:
         d: defer.Deferred[Any] = defer.Deferred()
@@ -84,22 +91,35 @@ class AppendBatcher:
         ran.addBoth(self._ran, [d for _, d in batch])
 
     def _ran(self, result: Any, waiting: list[defer.Deferred[Any]]) -> None:
-        # Still "running" while the callers hear: what they append at once
-        # joins the next batch instead of starting a batch of one.
+        # The next batch starts before this one's callers hear, so that the
+        # database thread commits it while this thread tells them (fan-out,
+        # acks): the two overlap instead of taking turns.  A batch that ends
+        # at once (a failure) waits its turn: callers hear in batch order.
+        self._running -= 1
+        self._finished.append((result, waiting))
+        if self._answering:
+            return
+        self._answering = True
         try:
-            if isinstance(result, Failure):
-                for d in waiting:
-                    d.errback(result)
-            else:
-                for d, (ok, value) in zip(waiting, result):
-                    if ok:
-                        d.callback(value)
-                    else:
-                        d.errback(Failure(value))
+            while self._finished:
+                result, waiting = self._finished.popleft()
+                while self._waiting and self._running < self.concurrency:
+                    self._next()
+                self._answer(result, waiting)
         finally:
-            self._running -= 1
-            while self._waiting and self._running < self.concurrency:
-                self._next()
+            self._answering = False
+
+    @staticmethod
+    def _answer(result: Any, waiting: list[defer.Deferred[Any]]) -> None:
+        if isinstance(result, Failure):
+            for d in waiting:
+                d.errback(result)
+            return
+        for d, (ok, value) in zip(waiting, result):
+            if ok:
+                d.callback(value)
+            else:
+                d.errback(Failure(value))
 
 
 @implementer(IStore)
