@@ -59,9 +59,9 @@ class GroupCommitMixin(DialectMixin):
     @defer.inlineCallbacks
     def test_togetherInFewTransactions(self) -> Any:
         """
-        Forty appends to four chats, asked at once: the first runs alone,
-        the rest wait and share the next transaction; every caller gets its
-        own event, and each chat's sequences are 1..10 in the order asked.
+        Forty appends to four chats, asked in one turn of the reactor, share
+        transactions (as few as the largest batch allows); every caller gets
+        its own event, and each chat's sequences are 1..10 in the order asked.
         """
         chatList = []
         for _ in range(4):
@@ -73,11 +73,10 @@ class GroupCommitMixin(DialectMixin):
                     self.licence.appendEvents(chat.id, [draft(f"{chat.id}-{n}")], require=OPEN)
                 )
         results = yield defer.gatherResults(calls)
-        # The first (two on MariaDB) run alone at once, the rest in batches.
         maxBatch, concurrency = self.store.db.appendBatching
         self.assertEqual(sum(self.transactions), 40)
-        self.assertEqual(self.transactions[:concurrency], [1] * concurrency)
-        self.assertEqual(len(self.transactions), concurrency + -(-(40 - concurrency) // maxBatch))
+        self.assertEqual(self.transactions[0], min(40, maxBatch))
+        self.assertEqual(len(self.transactions), -(-40 // maxBatch))
         for (chat_, stored, _), n in zip(results, range(40)):
             chat = chatList[n % 4]
             self.assertEqual(stored[0].chat_id, chat.id)
@@ -220,8 +219,9 @@ class GroupCommitMixin(DialectMixin):
         yield blocker
         yield defer.gatherResults(rest)
         self.assertEqual(failures, [])
-        # The failed INSERT, then INSERT and UPDATE of the batch run again.
-        self.assertEqual(bulk, [3, 3, 3])
+        # One batch (four events of three chats): the failed INSERT, then
+        # the INSERT and the UPDATE of the batch run again.
+        self.assertEqual(bulk, [4, 4, 3])
         for i, chat in enumerate(chatList):
             events = yield self.licence.eventsAfter(chat.id, 0)
             expected = (["a0"] if i == 0 else []) + [f"b{i}"]
@@ -345,3 +345,42 @@ class BatcherOrderTests(unittest.TestCase):
         self.assertEqual(answers[:5], ["A", "C", "B", "D", "F"])
         self.assertIsInstance(answers[5], ValueError)
         self.assertTrue(batcher.idle)
+
+    def test_appendsOfOneTurnGoTogether(self) -> None:
+        """
+        With a clock, the first append waits for the end of the reactor's
+        turn, so that the appends of that turn make one batch; an append
+        while a batch runs waits for it, as without a clock.
+        """
+        from twisted.internet import task
+
+        from livechat.storage.store import AppendBatcher
+
+        ran: list[list[Any]] = []
+        pending: list[defer.Deferred[Any]] = []
+
+        class FakeDb:
+            def runLicence(self, licence: int, desc: str, func: Any, requests: Any) -> Any:
+                ran.append([r[1] for r in requests])
+                d: defer.Deferred[Any] = defer.Deferred()
+                pending.append(d)
+                return d
+
+        clock = task.Clock()
+        batcher = AppendBatcher(FakeDb(), 1, maxBatch=10, clock=clock)  # type: ignore[arg-type]
+        answers: list[Any] = []
+        for text in "abc":
+            batcher.append((1, text, 0, {})).addCallback(answers.append)
+        self.assertEqual(ran, [])
+        self.assertFalse(batcher.idle)
+        clock.advance(0)
+        self.assertEqual(ran, [["a", "b", "c"]])
+        batcher.append((1, "d", 0, {})).addCallback(answers.append)
+        clock.advance(0)
+        self.assertEqual(len(ran), 1)
+        pending.pop(0).callback([(True, "A"), (True, "B"), (True, "C")])
+        self.assertEqual(ran[1], ["d"])
+        pending.pop(0).callback([(True, "D")])
+        self.assertEqual(answers, ["A", "B", "C", "D"])
+        self.assertTrue(batcher.idle)
+        self.assertEqual(clock.getDelayedCalls(), [])
