@@ -373,15 +373,16 @@ class RpcEventsMixin(WorkerMixin):
             # The account events (global database) fan out in their own pass.
             if not pending and len(r.requests) >= 2 * (len(wanted) + 2):
                 break
-            # A pass that changed nothing, with deliveries waiting for a later
-            # try (one that failed on a slow machine), the others behind them
-            # in their chat's order: move the test's clock to the first of
-            # those tries, and only then.
+            # A pass that changed nothing (no request is in flight after
+            # whenIdle): deliveries wait for a later try (one that failed on
+            # a slow machine), for one before them in their chat's order, or
+            # for their endpoint's pause after failures.  Move the test's
+            # clock to the first later try, or by a minute, and only then.
             state = (len(r.requests), sorted((d.id, d.attempts, d.next_at) for d in pending))
             now = int(self.clock.seconds() * 1000)
             later = [d.next_at for d in pending if d.next_at > now]
-            if state == before and later:
-                self.clock.advance((min(later) - now) / 1000)
+            if state == before and pending:
+                self.clock.advance((min(later) - now) / 1000 if later else 60)
             before = state
         self.assertGreaterEqual(len(r.requests), 2 * (len(wanted) + 2))
         ids = [(x.path, x.headers["x-livechat-event-id"]) for x in r.requests]
@@ -666,6 +667,37 @@ class DeliveryMixin(WorkerMixin):
         yield worker.hooks.replay(100, deliveryId=d.id)
         yield self.deliver(worker, lambda: len(r.requests) >= 1)
         self.assertEqual(r.requests[0].headers["host"], f"hooks.internal.example:{r.portNumber}")
+        self.assertEqual([x.form["EVENT"] for x in r.requests], ["NEW_OPERATOR"])
+
+    @defer.inlineCallbacks
+    def test_unknownEventIsDead(self) -> Any:
+        """A delivery of an event the server does not know is dead, with why; no failure."""
+        r = self.receiver()
+        worker = self.makeWorker({"NEW_OPERATOR": r.url()})
+        yield self.operator(nick="una")
+        yield self.store.db.runLicence(
+            100,
+            "add",
+            hooks.addDeliveries_txn,
+            [
+                hooks.DeliveryDraft(
+                    endpoint="cfg:NEW_OPERATOR",
+                    event_key="log:999",
+                    event="NO_SUCH_EVENT",
+                    chat_id=None,
+                    order_key="elsewhere",
+                    order_no=999,
+                    payload={},
+                )
+            ],
+            0,
+        )
+        yield self.deliverAll(worker)
+        [d] = yield self.store.db.runLicence(
+            100, "list", hooks.listDeliveries_txn, event="NO_SUCH_EVENT"
+        )
+        self.assertEqual(d.state, hooks.DEAD)
+        self.assertIn("no such event 'NO_SUCH_EVENT'", d.last_error)
         self.assertEqual([x.form["EVENT"] for x in r.requests], ["NEW_OPERATOR"])
 
     @defer.inlineCallbacks
