@@ -579,11 +579,26 @@ class IwcsProtocol(protocol.Protocol):
                 _start(work).chainDeferred(d)
 
             tail[0].addBoth(next)
-        d.addCallback(self._answer, requestId)
-        d.addErrback(self._refused, requestId)
         if chat is not None:
             self._tails[chat] = entry
-            d.addBoth(self._untail, chat, d)
+        d.addBoth(self._done, requestId, chat, d)
+
+    def _done(
+        self, result: Any, requestId: str | None, chat: int | None, d: defer.Deferred[Any]
+    ) -> None:
+        """A request's end: its answer (or error), and the chat's tail let go."""
+        try:
+            if isinstance(result, Failure):
+                self._refused(result, requestId)
+            else:
+                self._answer(result, requestId)
+        except Exception:
+            self._refused(Failure(), requestId)
+        finally:
+            if chat is not None:
+                tail = self._tails.get(chat)
+                if tail is not None and tail[0] is d:
+                    del self._tails[chat]
 
     def _answer(self, answer: P.Packet | None, requestId: str | None) -> None:
         if answer is not None:
@@ -605,11 +620,6 @@ class IwcsProtocol(protocol.Protocol):
         else:
             self._log.failure("IWCS request of {connection}", failure, connection=self)
             self._send(P.Error.of("internal", "the server failed; try again", requestId))
-
-    def _untail(self, _: Any, chat: int, d: defer.Deferred[None]) -> None:
-        tail = self._tails.get(chat)
-        if tail is not None and tail[0] is d:
-            del self._tails[chat]
 
     def _nowMS(self) -> int:
         return int(self.clock.seconds() * 1000)

@@ -1201,26 +1201,37 @@ def _opNumber(ref: str) -> int:
     return int(ref[3:]) if ref.startswith("op:") and ref[3:].isdigit() else 0
 
 
+_ROLES: dict[Any, Role] = {r.value: r for r in Role}
+
+
 def chatEventPacket(message: Mapping[str, Any], visitor: str | None = None) -> Packet | None:
     """The packet of a core C{chat.event}; C{None} for an event type IWCS does not carry."""
     event = message["event"]
     meta = message.get("originatorMetadata") or {}
+    role = meta.get("role", Role.SYSTEM)
+    role = _ROLES.get(role) or Role(role)
+    kind = event.get("type")
+    if kind == "ContentEvent":  # the usual one: no dict of common fields to build
+        return MessageEvent(
+            chat=message["chatId"],
+            seq=message.get("sequence"),
+            time=int(message.get("serverTimestamp") or 0),
+            sender=str(message.get("originatorId", "")),
+            role=role,
+            name=str(meta.get("name", "")),
+            visitor=visitor,
+            text=event.get("message", ""),
+            content_type=event.get("contentType", "text/plain"),
+        )
     common: dict[str, Any] = dict(
         chat=message["chatId"],
         seq=message.get("sequence"),
         time=int(message.get("serverTimestamp") or 0),
         sender=str(message.get("originatorId", "")),
-        role=Role(meta.get("role", Role.SYSTEM)),
+        role=role,
         name=str(meta.get("name", "")),
         visitor=visitor,
     )
-    kind = event.get("type")
-    if kind == "ContentEvent":
-        return MessageEvent(
-            text=event.get("message", ""),
-            content_type=event.get("contentType", "text/plain"),
-            **common,
-        )
     if kind == "ChatStateEvent":
         return StateEvent(state=ChatState(event["chatState"]), **common)
     if kind == "AcceptStatusEvent":
