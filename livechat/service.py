@@ -47,6 +47,7 @@ from livechat.protocols.http import makePublicRoot, makeSite
 from livechat.protocols.iwcs import makeFactory as makeIwcsFactory
 from livechat.protocols.web import makeWeb, mountWeb, tuneSite
 from livechat.storage import SqlStore
+from livechat.storage.database import CHECKPOINT_INTERVAL
 from livechat.websession import SessionService, checkSessionSecret
 
 
@@ -179,6 +180,12 @@ class StoreService(service.Service):
         self._retryCap = retryCap
         self.demo: tuple[Licence, str, str] | None = None
         """(licence, nick, password) of a demo licence made by this start."""
+        self._checkpoints: task.LoopingCall | None = None
+
+    def _checkpoint(self, db: Any) -> defer.Deferred[None]:
+        d: defer.Deferred[None] = db.checkpoint()
+        d.addErrback(lambda f: self._log.failure("sqlite checkpoint", f))
+        return d
 
     def startService(self) -> defer.Deferred[None]:  # type: ignore[override]
         service.Service.startService(self)
@@ -203,6 +210,11 @@ class StoreService(service.Service):
                 delay = min(delay * 2, self._retryCap)
         describe = getattr(self.store, "describe", lambda: self.store.dialect)
         self._log.info("storage ready: {where}", where=describe())
+        db = getattr(self.store, "db", None)
+        if db is not None and db.engine.name == "sqlite" and self.running:
+            self._checkpoints = task.LoopingCall(self._checkpoint, db)
+            self._checkpoints.clock = self._reactor
+            self._checkpoints.start(CHECKPOINT_INTERVAL, now=False)
         await self._applyLicenceFile()
         await self._createDemoLicence()
 
@@ -259,6 +271,9 @@ class StoreService(service.Service):
 
     def stopService(self) -> defer.Deferred[None]:  # type: ignore[override]
         service.Service.stopService(self)
+        if self._checkpoints is not None and self._checkpoints.running:
+            self._checkpoints.stop()
+        self._checkpoints = None
         return self.store.close()
 
 

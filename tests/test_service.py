@@ -78,8 +78,12 @@ class ServiceTests(NodeMixin, unittest.TestCase):
         self.assertEqual(body["storage"], "ok")
         code, body = yield getJSON(url + "nothing-here")
         self.assertEqual((code, body["error"]), (404, "not_found"))
+        # sqlite: the write-ahead log is checkpointed in the background.
+        checkpoints = node.getServiceNamed("store")._checkpoints
+        self.assertTrue(checkpoints.running)
         port = node.getServiceNamed("http").port.getHost().port
         yield node.stopService()
+        self.assertFalse(checkpoints.running)
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
         yield self.assertFailure(
             endpoint.connect(protocol.Factory.forProtocol(protocol.Protocol)),

@@ -421,6 +421,48 @@ class SqliteLruTests(DialectMixin, unittest.TestCase):
         self.assertEqual(list(store.db._licencePools), [2, 3])
 
 
+class SqliteCheckpointTests(DialectMixin, unittest.TestCase):
+    """sqlite: the write-ahead log is copied into the database off the append path."""
+
+    dialect = "sqlite"
+
+    @defer.inlineCallbacks
+    def test_backgroundCheckpoint(self) -> Any:
+        """
+        The writer's connection checkpoints by itself only past
+        WAL_AUTOCHECKPOINT pages, so what a licence wrote is first in the
+        write-ahead log only; L{Database.checkpoint} copies it into the
+        database file, on a connection of its own that close() closes.
+        """
+        from livechat.storage.database import WAL_AUTOCHECKPOINT
+
+        store = SqlStore(self.databaseURL(), reactor)
+        self.addCleanup(store.close)
+        yield store.open()
+        yield store.createLicence(Licence(number=7))
+        licence = store.forLicence(7)
+        marker = "checkpoint-marker-" + "v" * 100
+        for n in range(50):
+            yield licence.setSetting(f"k{n}", marker)
+        pages = yield store.db.runLicence(
+            7, "pragma", lambda txn: txn.executeRaw("PRAGMA wal_autocheckpoint") or txn.fetchall()
+        )
+        self.assertEqual(pages, [(WAL_AUTOCHECKPOINT,)])
+        path = store.db._sqliteLicencePath(7)
+
+        def inFile(name: str) -> bool:
+            with open(name, "rb") as f:
+                return marker.encode() in f.read()
+
+        self.assertTrue(inFile(path + "-wal"))
+        self.assertFalse(inFile(path))
+        yield store.db.checkpoint()
+        self.assertTrue(inFile(path))
+        self.assertEqual(set(store.db._checkpointers), {store.db.path, path})
+        store.db.close()
+        self.assertEqual(store.db._checkpointers, {})
+
+
 class PinnedClock:
     """The real reactor, with seconds() pinned to a known time."""
 
