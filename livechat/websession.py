@@ -85,6 +85,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.web import resource, server
 
+from livechat import jsontext
 from livechat.auth import LoginRefused
 from livechat.auth import login as portalLogin
 from livechat.config import Config, ConfigError
@@ -615,7 +616,7 @@ def readJSON(request: server.Request, limit: int) -> Any:
     if not raw.strip():
         return {}
     try:
-        return json.loads(raw.decode("utf-8"))
+        return jsontext.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         raise SessionError(400, "bad_request", "the body is not JSON") from None
 

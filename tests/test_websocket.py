@@ -206,6 +206,10 @@ class MemoryWebSocketMixin(WebMixin):
         ):
             answer = yield client.ask(kind, **fields)
             self.assertEqual((answer["type"], answer.get("code")), ("error", code), kind)
+        # JSON can spell a lone surrogate, which no UTF-8 text carries: refused.
+        client.send({"type": "chat.send", "id": "lone", "chatId": otherChat, "text": "a\ud800"})
+        refused = yield client.next(lambda m: m.get("type") == "error" and m.get("id") is None)
+        self.assertEqual(refused["code"], "bad_request")
         pong = yield client.ask("ping")
         self.assertEqual(pong["type"], "reply")
 

@@ -22,6 +22,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import resource, server
 
+from livechat import jsontext
 from livechat.apikeys import checkKey
 
 MAX_ID = 2**62
@@ -163,7 +164,7 @@ class Context:
                 self._body = {}
             else:
                 try:
-                    self._body = json.loads(data)
+                    self._body = jsontext.loads(data)
                 except (ValueError, UnicodeDecodeError):
                     raise ApiError(400, "bad_request", "the body is not valid JSON") from None
         if not isinstance(self._body, dict):

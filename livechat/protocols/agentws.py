@@ -21,7 +21,6 @@ twisted.web tree, speaking the core's JSON vocabulary (docs/events.md,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,6 +33,7 @@ from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from livechat import jsontext
 from livechat.core import events as E
 from livechat.core.errors import CoreError
 from livechat.core.hub import Core, OperatorSession
@@ -446,7 +446,7 @@ class AgentWebSocket(ChannelSocket, WebSocketServerProtocol):
             self.sendClose(CLOSE_PROTOCOL, "text (JSON) messages only")
             return
         try:
-            request = json.loads(payload.decode("utf-8"))
+            request = jsontext.loads(payload.decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             self._protocolError(None, "a message is a JSON object")
             return

@@ -37,7 +37,6 @@ bytes of waiting notifications is cut off.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -49,6 +48,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from livechat import jsontext
 from livechat.api import ApiError, ApiResource
 from livechat.protocols.wsbuffer import BoundedSender, encode
 
@@ -154,7 +154,7 @@ class ConnectorWebSocket(BoundedSender, WebSocketServerProtocol):
 
     async def _serve(self, payload: bytes, isBinary: bool) -> None:
         try:
-            request = json.loads(payload) if not isBinary else None
+            request = jsontext.loads(payload) if not isBinary else None
         except ValueError:
             request = None
         if not isinstance(request, dict):

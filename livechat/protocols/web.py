@@ -35,6 +35,7 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 
 import livechat
+from livechat import jsontext
 from livechat.core.detached import detachedVisitor
 from livechat.core.errors import CoreError
 from livechat.core.hub import Core, VisitorSession
@@ -309,7 +310,7 @@ class _AsyncJSON(resource.Resource):
         if size > limit:
             raise WebRefused("too_large", f"a request has at most {limit} bytes", 413)
         try:
-            return json.loads(content.read(limit).decode("utf-8"))
+            return jsontext.loads(content.read(limit).decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             raise WebRefused("bad_request", "the body is not JSON", 400) from None
 

@@ -20,7 +20,6 @@ twisted.web tree, speaking JSON in the core's vocabulary (docs/events.md).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
@@ -31,6 +30,7 @@ from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from livechat import jsontext
 from livechat.core.errors import CoreError
 from livechat.interfaces import IChannel
 from livechat.protocols.webcalls import Visitor, error
@@ -189,7 +189,7 @@ class VisitorWebSocket(ChannelSocket, WebSocketServerProtocol):
             self.sendClose(CLOSE_PROTOCOL, "text (JSON) messages only")
             return
         try:
-            request = json.loads(payload.decode("utf-8"))
+            request = jsontext.loads(payload.decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             self._protocolError(None, "a message is a JSON object")
             return
