@@ -50,6 +50,22 @@ class BoundedSender:
     def tooSlow(self, queued: int) -> None:
         """Say (log) that the reader is cut off with C{queued} bytes waiting."""
 
+    # -- Autobahn's per-message path, without the parts we do not use --------------
+
+    def dataReceived(self, data: bytes) -> None:
+        # Autobahn's own formats a debug line (with its colour helpers) for
+        # every read, whether debug logging is on or not.
+        self._dataReceived(data)  # type: ignore[attr-defined]
+
+    def onMessageEnd(self) -> None:
+        # IWebSocketChannel.onMessageEnd.  Autobahn's also fires the
+        # protocol's "message" observers, a gathered Deferred per message;
+        # we register none, and keep no timings.
+        this: Any = self
+        if not this.failedByMe:
+            this._onMessage(b"".join(this.message_data), this.message_is_binary)
+        this.message_data = None
+
     def registerAsProducer(self) -> None:
         transport: Any = self.transport
         # twisted.web's channel was the transport's producer until the upgrade.
