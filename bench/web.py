@@ -44,6 +44,13 @@ def freePort() -> int:
         return int(s.getsockname()[1])
 
 
+def cpuSeconds(pid: int) -> float:
+    """User and system CPU time a process has used so far, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss(pid: int) -> int:
     """Resident memory of a process, in bytes."""
     with open(f"/proc/{pid}/status") as f:
@@ -295,6 +302,7 @@ def benchRelay(messages: int, window: int = 16, visitors: int = 8) -> dict[str, 
     node = None
     try:
         echo.waitFor("echo ready")
+        echoCpu = cpuSeconds(echo.p.pid)
         node, port = startNode(
             os.path.join(directory, "data"), BENCH_AGENT="1", BENCH_EXPECT=str(messages)
         )
@@ -310,6 +318,8 @@ def benchRelay(messages: int, window: int = 16, visitors: int = 8) -> dict[str, 
             ]
         )
         echoed = json.loads(run.waitFor(r"(\{.*\})").group(1))
+        echoCpu = cpuSeconds(echo.p.pid) - echoCpu
+        nodeCpu = cpuSeconds(node.p.pid)
         run = Proc(
             [
                 sys.executable,
@@ -325,6 +335,7 @@ def benchRelay(messages: int, window: int = 16, visitors: int = 8) -> dict[str, 
         )
         sent = json.loads(run.waitFor(r"(\{.*\})").group(1))
         agent = json.loads(node.waitFor(r"agent received (\{.*\})").group(1))
+        nodeCpu = cpuSeconds(node.p.pid) - nodeCpu
         echoRate = echoed["messages"] / echoed["seconds"]
         relayRate = agent["count"] / max(agent["seconds"], sent["seconds"])
         result = {
@@ -336,6 +347,8 @@ def benchRelay(messages: int, window: int = 16, visitors: int = 8) -> dict[str, 
             "relay_per_s": round(relayRate),
             "acked_per_s": round(sent["messages"] / sent["seconds"]),
             "ratio": round(relayRate / echoRate, 3),
+            "echo_cpu_us_per_msg": round(echoCpu / echoed["messages"] * 1e6, 1),
+            "node_cpu_us_per_msg": round(nodeCpu / agent["count"] * 1e6, 1),
         }
         print(json.dumps(result), flush=True)
         return result

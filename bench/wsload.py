@@ -120,18 +120,32 @@ async def relay(url: str, origin: str, secret: str, visitors: int, count: int, w
     per = count // visitors
 
     async def drive(client: Client, chatId: int) -> None:
-        sent = 0
-        inflight: list[defer.Deferred[Any]] = []
-        while sent < per:
-            while len(inflight) < window and sent < per:
-                inflight.append(client.ask("chat.send", chatId=chatId, text=TEXT))
-                sent += 1
-            first = inflight.pop(0)
-            answer = await first
-            if answer.get("type") != "reply":
-                raise RuntimeError(str(answer))
-        for d in inflight:
-            await d
+        # The same loop as the echo's: one request out per answer in, WINDOW
+        # unanswered, no JSON decoding of the answers (each is checked to be
+        # the stored message, a chat.event).
+        payload = json.dumps({"type": "chat.send", "id": "s", "chatId": chatId, "text": TEXT})
+        data = payload.encode()
+        done: defer.Deferred[None] = defer.Deferred()
+        state = {"sent": 0, "got": 0}
+
+        def got(answer: bytes) -> bool:
+            if not answer.startswith(b'{"type":"chat.event"'):
+                if not done.called:
+                    done.errback(RuntimeError(answer.decode()))
+                return True
+            state["got"] += 1
+            if state["sent"] < per:
+                state["sent"] += 1
+                client.sendMessage(data)
+            if state["got"] == per:
+                done.callback(None)
+            return True
+
+        client.onEvent = got
+        for _ in range(min(window, per)):
+            state["sent"] += 1
+            client.sendMessage(data)
+        await done
 
     start = time.monotonic()
     await defer.gatherResults([defer.ensureDeferred(drive(c, i)) for c, i in clients])
