@@ -29,6 +29,7 @@ from tests.support.browser import serveSite
 from tests.support.core import isEvent, isType
 from tests.support.http import request
 from tests.support.web import WebMixin, WSClient, connectWS
+from tests.support.web import sent as sentOver
 from tests.test_auth import cheapHasher
 
 SITE = "https://www.example.com"
@@ -194,8 +195,7 @@ class AgentWebSocketTests(AgentMixin, unittest.TestCase):
         yield visitor.next(isEvent("ChatStateEvent", chatId, chatState="COMPOSING"))
         yield visitor.ask("chat.state", chatId=chatId, state="COMPOSING")
         yield agent.next(isEvent("ChatStateEvent", chatId, chatState="COMPOSING"))
-        answer = yield visitor.ask("chat.send", chatId=chatId, text="Thanks")
-        seq = answer["result"]["sequence"]
+        seq = sentOver((yield visitor.ask("chat.send", chatId=chatId, text="Thanks")))
         yield agent.next(isEvent("ContentEvent", chatId, message="Thanks"))
         read = yield agent.ask("chat.read", chatId=chatId, sequences=[seq])
         self.assertEqual(read["type"], "reply")

@@ -27,7 +27,7 @@ from livechat.model import ChatState, OperatorStatus
 from livechat.protocols import iwcspackets as P
 from tests.support.cluster import Cluster, until
 from tests.support.core import isEvent, isType
-from tests.support.web import WSClient
+from tests.support.web import WSClient, sent
 
 
 def reply(m: dict[str, Any]) -> Any:
@@ -144,7 +144,7 @@ class ClusterProcessTests(unittest.TestCase):
             yield visitor.next(isEvent("JoinEvent", chatId), timeout=20)
 
         # Messages, typing and read receipts both ways, across the nodes.
-        seq = reply((yield v1.ask("chat.send", chatId=c1, text="my order is late")))["sequence"]
+        seq = sent((yield v1.ask("chat.send", chatId=c1, text="my order is late")))
         got = yield anna.next(P.MessageEvent, chat=c1, text="my order is late", timeout=20)
         self.assertEqual(got.seq, seq)
         reply((yield v1.ask("chat.state", chatId=c1, state="COMPOSING")))
@@ -211,7 +211,7 @@ class ClusterProcessTests(unittest.TestCase):
         yield otto.invite(chatId, annaId)
         yield anna.next(P.ConferenceInvited, chat=chatId, timeout=20)
         yield anna.join(chatId)
-        reply((yield visitor.ask("chat.send", chatId=chatId, text="hello both")))
+        sent((yield visitor.ask("chat.send", chatId=chatId, text="hello both")))
         yield otto.next(P.MessageEvent, chat=chatId, text="hello both", timeout=20)
         yield anna.next(P.MessageEvent, chat=chatId, text="hello both", timeout=20)
 
@@ -257,9 +257,8 @@ class ClusterProcessTests(unittest.TestCase):
         for i in range(3):
             for visitor, chatId in ((v1, c1), (v2, c2)):
                 text = f"visitor {chatId} #{i}"
-                acked[chatId][
-                    reply((yield visitor.ask("chat.send", chatId=chatId, text=text)))["sequence"]
-                ] = text
+                seq = sent((yield visitor.ask("chat.send", chatId=chatId, text=text)))
+                acked[chatId][seq] = text
                 text = f"agent {chatId} #{i}"
                 acked[chatId][(yield before.send(chatId, text))] = text
         for chatId in (c1, c2):
@@ -275,9 +274,7 @@ class ClusterProcessTests(unittest.TestCase):
         while_away = {}
         for visitor, chatId in ((v1, c1), (v2, c2)):
             text = f"while the agent is away {chatId}"
-            while_away[chatId] = reply((yield visitor.ask("chat.send", chatId=chatId, text=text)))[
-                "sequence"
-            ]
+            while_away[chatId] = sent((yield visitor.ask("chat.send", chatId=chatId, text=text)))
             acked[chatId][while_away[chatId]] = text
 
         after = yield cluster.agent(factory, cluster.haproxy.iwcsEndpoint())
@@ -305,7 +302,7 @@ class ClusterProcessTests(unittest.TestCase):
         # The chats go on, on the surviving node.
         answer = yield after.send(c1, "I am back")
         yield v1.next(fromAgent(c1, "I am back"), timeout=20)
-        more = reply((yield v2.ask("chat.send", chatId=c2, text="good")))["sequence"]
+        more = sent((yield v2.ask("chat.send", chatId=c2, text="good")))
         yield after.next(P.MessageEvent, chat=c2, seq=more, timeout=20)
         for chatId, visitor, upTo in ((c1, v1, answer), (c2, v2, more)):
             yield until(
@@ -347,7 +344,7 @@ class ClusterProcessTests(unittest.TestCase):
         yield anna.send(cNear, "near reply, during")
         yield near.next(fromAgent(cNear, "near reply, during"), timeout=20)
         # Across nodes: stored and acknowledged now, delivered after.
-        farSeq = reply((yield far.ask("chat.send", chatId=cFar, text="far, during")))["sequence"]
+        farSeq = sent((yield far.ask("chat.send", chatId=cFar, text="far, during")))
         replySeq = yield anna.send(cFar, "far reply, during")
 
         cluster.redis.start()
@@ -361,7 +358,7 @@ class ClusterProcessTests(unittest.TestCase):
         self.assertEqual(echoed["sequence"], replySeq)
 
         # The chat goes on, both ways.
-        after = reply((yield far.ask("chat.send", chatId=cFar, text="far, after")))["sequence"]
+        after = sent((yield far.ask("chat.send", chatId=cFar, text="far, after")))
         yield anna.next(P.MessageEvent, chat=cFar, seq=after, timeout=20)
         last = yield anna.send(cFar, "far reply, after")
         yield far.next(fromAgent(cFar, "far reply, after"), timeout=20)

@@ -73,6 +73,70 @@ class ChatFlowMixin(CoreMixin):
         self.assertEqual([(e.seq, e.event["message"]) for e in stored], [(seq, "stored?")])
 
     @defer.inlineCallbacks
+    def test_sendInFeed(self) -> Any:
+        """
+        sendInFeed fires with the stored message itself and the sending
+        session's channel is not given it; the visitor's other session gets
+        it as usual.  Every sequence reaches each once, in order.
+        """
+        op = yield self.operator()
+        agent, achan = yield self.connectOperator(op)
+        visitor, vchan = yield self.connectVisitor()
+        chatId = yield self.activeChat(visitor, vchan, agent, achan)
+        tab, tchan = yield self.connectVisitor(pageView=False)
+        message = yield visitor.sendInFeed(chatId, "one answer")
+        self.assertEqual(
+            (message["type"], message["chatId"], message["event"]["message"]),
+            ("chat.event", chatId, "one answer"),
+        )
+        seq = message["sequence"]
+        got = yield achan.next(isEvent("ContentEvent", chatId, message="one answer"))
+        self.assertEqual(got["sequence"], seq)
+        yield tchan.next(isEvent("ContentEvent", chatId, message="one answer"))
+        after = yield agent.send(chatId, "after it")
+        yield vchan.next(isEvent("ContentEvent", chatId, message="after it"))
+        self.assertEqual(vchan.sequences(chatId), [s for s in range(1, after + 1) if s != seq])
+        self.assertEqual(tchan.sequences(chatId), list(range(1, after + 1)))
+
+    @defer.inlineCallbacks
+    def test_claimAnsweredWhenFeedStops(self) -> Any:
+        """
+        An own event claimed but not yet reached by the feed (its bus
+        message still on the way) is answered when the session stops
+        following the chat, and when the session goes: never left hanging.
+        """
+        from livechat.storage.chats import StoredEvent
+
+        op = yield self.operator()
+        agent, achan = yield self.connectOperator(op)
+        visitor, vchan = yield self.connectVisitor()
+        chatId = yield self.activeChat(visitor, vchan, agent, achan)
+        last = visitor.feeds[chatId].last
+
+        def ahead(n: int) -> StoredEvent:
+            return StoredEvent(
+                chat_id=chatId,
+                seq=last + n,
+                created_at=0,
+                originator=visitor.ref,
+                role="CONSUMER",
+                name="Vera",
+                event={"type": "ContentEvent", "contentType": "text/plain", "message": f"m{n}"},
+            )
+
+        first = visitor._claim(ahead(5))
+        self.assertFalse(first.called)
+        visitor.unwatch(chatId)
+        answer = self.successResultOf(first)
+        self.assertEqual((answer["sequence"], answer["event"]["message"]), (last + 5, "m5"))
+        yield defer.ensureDeferred(visitor.watch(chatId, last))
+        second = visitor._claim(ahead(6))
+        self.assertFalse(second.called)
+        visitor.disconnect()
+        self.assertEqual(self.successResultOf(second)["sequence"], last + 6)
+        self.assertEqual(visitor._claims, {})
+
+    @defer.inlineCallbacks
     def test_resumeExactlyMissing(self) -> Any:
         """
         A visitor who reconnects saying the last sequence it saw gets exactly

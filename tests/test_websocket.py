@@ -26,7 +26,7 @@ from livechat.protocols.websocket import (
 )
 from tests.support.core import isEvent, isType
 from tests.support.db import bothDialects
-from tests.support.web import WebMixin, WSClient, connectWS
+from tests.support.web import WebMixin, WSClient, connectWS, sent
 
 SITE = "https://shop.example"
 
@@ -94,7 +94,7 @@ class MemoryWebSocketMixin(WebMixin):
         yield achan.next(isType("chat.offered", chatId=chatId))
         yield agent.accept(chatId)
         yield tab.next(isEvent("JoinEvent", chatId))
-        seq = reply((yield tab.ask("chat.send", chatId=chatId, text="My order")))["sequence"]
+        seq = sent((yield tab.ask("chat.send", chatId=chatId, text="My order")))
         got = yield achan.next(isEvent("ContentEvent", chatId, message="My order"))
         self.assertEqual(got["sequence"], seq)
         reply((yield tab.ask("chat.state", chatId=chatId, state="COMPOSING")))
@@ -250,6 +250,41 @@ class MemoryWebSocketMixin(WebMixin):
         self.assertEqual(self.front.tabs[(100, "visitor-0001")], 2)
 
     @defer.inlineCallbacks
+    def test_sendAnsweredByItsEvent(self) -> Any:
+        """
+        chat.send is answered by the stored message itself, carrying the
+        request's id, in the chat's order: the sending tab gets each of its
+        messages once (no separate copy), the visitor's other tab gets it as
+        an ordinary event, and both tabs see every sequence once, in order,
+        with the agent's messages sent in between.
+        """
+        op = yield self.operator()
+        agent, achan = yield self.connectOperator(op)
+        token = yield self.visitorToken()
+        tab, _ = yield self.open(token)
+        chatId = reply((yield tab.ask("chat.request", message="hi")))["chatId"]
+        yield achan.next(isType("chat.offered", chatId=chatId))
+        yield agent.accept(chatId)
+        other, _ = yield self.open(token, resume={str(chatId): 0})
+        answers = []
+        for n in range(3):
+            asked = tab.ask("chat.send", chatId=chatId, text=f"mine {n}")
+            yield agent.send(chatId, f"theirs {n}")
+            answers.append((yield asked))
+        self.assertEqual([a["id"] for a in answers], ["q3", "q4", "q5"])  # q1 hello, q2 request
+        self.assertEqual([a["event"]["message"] for a in answers], ["mine 0", "mine 1", "mine 2"])
+        last = yield agent.send(chatId, "the end")
+        for client in (tab, other):
+            yield client.next(isEvent("ContentEvent", chatId, message="the end"))
+            self.assertEqual(client.inbox.sequences(chatId), list(range(1, last + 1)))
+        mine = {sent(a) for a in answers}
+        copies = [m for m in tab.inbox.chatEvents(chatId) if m["sequence"] in mine]
+        self.assertEqual(copies, answers)
+        elsewhere = [m for m in other.inbox.chatEvents(chatId) if m["sequence"] in mine]
+        self.assertEqual([m.get("id") for m in elsewhere], [None, None, None])
+        self.assertEqual([m["event"]["message"] for m in elsewhere], ["mine 0", "mine 1", "mine 2"])
+
+    @defer.inlineCallbacks
     def test_messageRate(self) -> Any:
         """A visitor's messages beyond the burst are refused (rate_limited) until time passes."""
         self.front.limits.messages.configure(1 / 60.0, 2)
@@ -262,10 +297,11 @@ class MemoryWebSocketMixin(WebMixin):
         answers = []
         for n in range(3):
             answers.append((yield tab.ask("chat.send", chatId=chatId, text=f"m{n}")))
-        self.assertEqual([a["type"] for a in answers], ["reply", "reply", "error"])
+        self.assertEqual([a["type"] for a in answers], ["chat.event", "chat.event", "error"])
         self.assertEqual(answers[2]["code"], "rate_limited")
         self.clock.advance(60)
-        self.assertEqual((yield tab.ask("chat.send", chatId=chatId, text="m3"))["type"], "reply")
+        again = yield tab.ask("chat.send", chatId=chatId, text="m3")
+        self.assertEqual(sent(again), sent(answers[1]) + 1)
 
 
 class RealSocketMixin(WebMixin):

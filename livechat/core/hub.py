@@ -161,6 +161,8 @@ class _Session:
         self.feeds: dict[int, ChatFeed] = {}
         self._leaving: set[int] = set()
         self._listening: list[tuple[str, Callable[[dict[str, Any]], None]]] = []
+        self._claims: dict[tuple[int, int], tuple[defer.Deferred[Any], StoredEvent]] = {}
+        """Own events whose message answers their request instead (L{_claim})."""
         self.closed = False
 
     # -- delivery ------------------------------------------------------------------
@@ -182,8 +184,33 @@ class _Session:
         if feed is not None:
             feed.offer(message)
 
+    def _claim(self, stored: StoredEvent) -> defer.Deferred[dict[str, Any]]:
+        """
+        Take this session's own stored event out of its channel's stream:
+        fires with its message when the chat's feed reaches it (so, in the
+        chat's order), and the channel is not given it.  Claimed before the
+        event is published.
+        """
+        feed = self.feeds.get(stored.chat_id)
+        if feed is None or feed.last >= stored.seq or self.closed:
+            return defer.succeed(E.wire(self.licence, stored))  # not followed, or delivered
+        d: defer.Deferred[dict[str, Any]] = defer.Deferred()
+        self._claims[(stored.chat_id, stored.seq)] = (d, stored)
+        return d
+
+    def _releaseClaims(self, chatId: int | None = None) -> None:
+        """The feed stops before its claimed events: they answer now."""
+        for key in [k for k in self._claims if chatId is None or k[0] == chatId]:
+            d, stored = self._claims.pop(key)
+            d.callback(E.wire(self.licence, stored))
+
     def _feedDelivered(self, message: dict[str, Any]) -> None:
         chatId = message.get("chatId", -1)
+        if self._claims and message.get("sequence") is not None:
+            claim = self._claims.pop((chatId, message["sequence"]), None)
+            if claim is not None:
+                claim[0].callback(message)
+                return  # an own message: nothing follows it here (no join, leave or close)
         if chatId in self._leaving and message.get("type") == "chat.event":
             event = message["event"]
             if event.get("type") == E.JOIN and event["participant"].get("id") == self.ref:
@@ -240,6 +267,7 @@ class _Session:
         if feed is None:
             return
         feed.stop()
+        self._releaseClaims(chatId)
         channel = chatChannel(self.licence, chatId)
         for entry in [e for e in self._listening if e[0] == channel]:
             self._listening.remove(entry)
@@ -254,6 +282,7 @@ class _Session:
         for feed in self.feeds.values():
             feed.stop()
         self.feeds.clear()
+        self._releaseClaims()
         for channel, handler in self._listening:
             self.core._unlisten(channel, handler)
         self._listening = []
@@ -469,6 +498,17 @@ class VisitorSession(_Session):
     def send(self, chatId: int, text: str) -> defer.Deferred[int]:
         self._requireFeed(chatId)
         return self.core._post(self, chatId, E.content(self._checkText(text)))
+
+    @_deferred
+    def sendInFeed(self, chatId: int, text: str) -> defer.Deferred[dict[str, Any]]:
+        """
+        Like L{send}, but fires with the stored message itself, when this
+        session's feed of the chat reaches it; the channel is not given it
+        (one answer to the sender, in order with the chat's other events).
+        The visitor's other tabs get it as usual.
+        """
+        self._requireFeed(chatId)
+        return self.core._post(self, chatId, E.content(self._checkText(text)), inFeed=True)
 
     @_deferred
     def chatState(self, chatId: int, state: ChatState) -> defer.Deferred[None]:
@@ -1328,8 +1368,14 @@ class Core:
 
     # -- posting ---------------------------------------------------------------------
 
-    def _post(self, session: _Session, chatId: int, event: dict[str, Any]) -> defer.Deferred[int]:
-        """Store one event of C{session} in the chat and publish it; fires with its sequence."""
+    def _post(
+        self, session: _Session, chatId: int, event: dict[str, Any], inFeed: bool = False
+    ) -> defer.Deferred[Any]:
+        """
+        Store one event of C{session} in the chat and publish it; fires with
+        its sequence, or, C{inFeed}, with its message as the session's feed
+        delivers it (L{_Session._claim}).
+        """
         store = self.store.forLicence(session.licence)
         operatorId = getattr(getattr(session, "operator", None), "id", None)
 
@@ -1342,8 +1388,12 @@ class Core:
                 role = Role.AGENT
             return [EventDraft(originator=session.ref, role=role, name=session.name, event=event)]
 
-        def stored(result: tuple[Chat, list[StoredEvent], list[DomainEvent]]) -> int:
+        def stored(result: tuple[Chat, list[StoredEvent], list[DomainEvent]]) -> Any:
             events = result[1]
+            if inFeed:
+                answer = session._claim(events[-1])
+                self._publishStored(session.licence, events)
+                return answer
             self._publishStored(session.licence, events)
             return events[-1].seq
 

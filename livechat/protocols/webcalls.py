@@ -20,7 +20,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attr
+from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from livechat.core.errors import CoreError
 from livechat.core.hub import Core, VisitorSession
@@ -62,8 +64,27 @@ def reply(requestId: Any, result: dict[str, Any]) -> dict[str, Any]:
     return {"type": "reply", "id": requestId, "result": result}
 
 
+def _replyTo(result: Any, requestId: Any) -> dict[str, Any]:
+    if type(result) is _Event:
+        return {**result.message, "id": requestId}
+    return {"type": "reply", "id": requestId, "result": result}
+
+
+class _Event:
+    """A handler's result that answers with a chat event (its message and the request's id)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: dict[str, Any]) -> None:
+        self.message = message
+
+
 def error(requestId: Any, code: str, message: str) -> dict[str, Any]:
     return {"type": "error", "id": requestId, "code": code, "message": message}
+
+
+def _sequence(sequence: int) -> dict[str, Any]:
+    return {"sequence": sequence}
 
 
 def _int(value: Any, name: str, optional: bool = False) -> int | None:
@@ -138,31 +159,54 @@ class VisitorCalls:
             "page.view": self._pageView,
             "ping": self._ping,
         }
+        self._streamHandlers = {**self._handlers, "chat.send": self._sendInFeed}
 
     @property
     def types(self) -> list[str]:
         return sorted(self._handlers)
 
-    async def call(self, session: VisitorSession, visitor: Visitor, request: Any) -> dict[str, Any]:
-        """Serve one request; fires with the reply or error message (never fails)."""
+    def call(
+        self, session: VisitorSession, visitor: Visitor, request: Any, stream: bool = False
+    ) -> defer.Deferred[dict[str, Any]]:
+        """
+        Serve one request; fires with the reply or error message (never
+        fails).  C{stream}: the request came on the session's own stream
+        (the WebSocket), so C{chat.send} is answered by the stored message
+        itself, carrying the request's id, in the chat's order.
+        """
+        # Callbacks, not a coroutine: this is every message's path.
         requestId: Any = None
         try:
-            requestId, handler = route(request, self._handlers)
+            requestId, handler = route(request, self._streamHandlers if stream else self._handlers)
             self.limits.address(visitor.client.address)
-            return reply(requestId, await handler(session, visitor, request))
-        except RequestRefused as e:
-            return error(e.requestId, e.code, e.message)
-        except CoreError as e:
-            return error(requestId, e.code, e.message)
-        except WebRefused as e:
-            return error(requestId, e.code, e.message)
+            result = handler(session, visitor, request)
         except Exception:
-            self._log.failure(
-                "visitor request {type!r} of licence {licence} failed",
-                type=request.get("type") if isinstance(request, dict) else None,
-                licence=visitor.licence,
-            )
-            return error(requestId, "internal", "the server could not do that")
+            return defer.succeed(self._refused(Failure(), requestId, request, visitor))
+        if not isinstance(result, defer.Deferred):
+            result = defer.ensureDeferred(result)
+        return result.addCallbacks(
+            _replyTo,
+            self._refused,
+            callbackArgs=(requestId,),
+            errbackArgs=(requestId, request, visitor),
+        )
+
+    def _refused(
+        self, failure: Failure, requestId: Any, request: Any, visitor: Visitor
+    ) -> dict[str, Any]:
+        """The error message answering a request that failed with C{failure}."""
+        e = failure.value
+        if isinstance(e, RequestRefused):
+            return error(e.requestId, e.code, e.message)
+        if isinstance(e, (CoreError, WebRefused)):
+            return error(requestId, e.code, e.message)
+        self._log.failure(
+            "visitor request {type!r} of licence {licence} failed",
+            failure,
+            type=request.get("type") if isinstance(request, dict) else None,
+            licence=visitor.licence,
+        )
+        return error(requestId, "internal", "the server could not do that")
 
     # -- the requests -------------------------------------------------------------------
 
@@ -183,14 +227,23 @@ class VisitorCalls:
         )
         return {"chatId": chatId}
 
-    async def _send(
+    def _send(
         self, session: VisitorSession, visitor: Visitor, r: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> defer.Deferred[dict[str, Any]]:
         chatId = _int(r.get("chatId"), "chatId")
         text = _str(r.get("text"), "text")
         session._checkText(text)
         self.limits.message(visitor.licence, visitor.visitorId)
-        return {"sequence": await session.send(chatId, text)}
+        return session.send(chatId, text).addCallback(_sequence)
+
+    def _sendInFeed(
+        self, session: VisitorSession, visitor: Visitor, r: dict[str, Any]
+    ) -> defer.Deferred[_Event]:
+        chatId = _int(r.get("chatId"), "chatId")
+        text = _str(r.get("text"), "text")
+        session._checkText(text)
+        self.limits.message(visitor.licence, visitor.visitorId)
+        return session.sendInFeed(chatId, text).addCallback(_Event)
 
     async def _state(
         self, session: VisitorSession, visitor: Visitor, r: dict[str, Any]

@@ -207,8 +207,7 @@ class VisitorWebSocket(ChannelSocket, WebSocketServerProtocol):
                 defer.ensureDeferred(self._hello(request)).addErrback(self._helloFailed)
             return
         assert self.visitor is not None
-        d = defer.ensureDeferred(self.front.calls.call(self.session, self.visitor, request))
-        d.addCallback(self._push)
+        self.front.calls.call(self.session, self.visitor, request, True).addCallback(self._push)
 
     def _protocolError(self, requestId: Any, message: str) -> None:
         self._errors += 1

@@ -88,6 +88,8 @@ function resume() {
 }
 
 function receive(m) {
+  var p = pending[m.id]; /* reply, error, or chat.send's event */
+  if (p) { delete pending[m.id]; if (m.type == "error") return p[1](m); p[0](m.result || m); if (m.result) return; }
   if (m.type == "welcome") {
     ready = true; fails = 0; backoff = 1000;
     remember(m.token, api.tokenDays);
@@ -97,10 +99,6 @@ function receive(m) {
     while (outbox.length) ws.send(S(outbox.shift()));
     schedule();
     if (api.chats.length || api.invitation) loadWidget(false);
-  } else if (m.type == "reply" || m.type == "error") {
-    var p = pending[m.id];
-    if (p) { delete pending[m.id]; m.type == "reply" ? p[0](m.result) : p[1](m); }
-    return;
   } else if (m.type == "chat.event" && m.sequence) {
     if (!record(m)) return;
     if (m.event.type == "CloseEvent") api.chats = api.chats.filter(function (c) { return c != m.chatId; });

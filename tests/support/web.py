@@ -308,6 +308,16 @@ class _Waiters:
         return [m["sequence"] for m in self.chatEvents(chatId)]
 
 
+ANSWERS = ("reply", "error", "welcome", "chat.event")
+"""The messages that answer a visitor's request (with its id)."""
+
+
+def sent(answer: dict[str, Any]) -> int:
+    """The sequence of a message sent over a visitor's WebSocket, from its answer."""
+    assert answer["type"] == "chat.event" and answer["event"]["type"] == "ContentEvent", answer
+    return int(answer["sequence"])
+
+
 class WSClient(WebSocketClientProtocol):
     """A visitor's tab for tests: JSON in and out; C{ask()} waits for the answer."""
 
@@ -328,7 +338,8 @@ class WSClient(WebSocketClientProtocol):
         message = json.loads(payload)
         waiting = self._answers.pop(str(message.get("id")), None)
         self.inbox._got(message)
-        if waiting is not None and message.get("type") in ("reply", "error", "welcome"):
+        # chat.send's answer is its chat.event, carrying the request's id.
+        if waiting is not None and message.get("type") in ANSWERS:
             waiting.callback(message)
 
     def onPing(self, payload: bytes) -> None:
