@@ -124,13 +124,13 @@ class ChatFlowMixin(CoreMixin):
                 event={"type": "ContentEvent", "contentType": "text/plain", "message": f"m{n}"},
             )
 
-        first = visitor._claim(ahead(5))
+        first = visitor._claimed(visitor._claim(ahead(5)))
         self.assertFalse(first.called)
         visitor.unwatch(chatId)
         answer = self.successResultOf(first)
         self.assertEqual((answer["sequence"], answer["event"]["message"]), (last + 5, "m5"))
         yield defer.ensureDeferred(visitor.watch(chatId, last))
-        second = visitor._claim(ahead(6))
+        second = visitor._claimed(visitor._claim(ahead(6)))
         self.assertFalse(second.called)
         visitor.disconnect()
         self.assertEqual(self.successResultOf(second)["sequence"], last + 6)

@@ -20,6 +20,7 @@ A node subscribes to a channel only while it holds a session that needs it.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -127,6 +128,25 @@ def transcriptText(events: Iterable[StoredEvent]) -> str:
 # -- sessions -------------------------------------------------------------------
 
 
+def _operatorDrafts(
+    ref: str, name: str, operatorId: int, event: dict[str, Any], chat: Chat
+) -> list[EventDraft]:
+    """An operator's event in C{chat}: assigned agent or another agent."""
+    if chat.kind is ChatKind.VISITOR and chat.operator == operatorId:
+        role = Role.ASSIGNED_AGENT
+    else:
+        role = Role.AGENT
+    return [EventDraft(originator=ref, role=role, name=name, event=event)]
+
+
+def _postRefused(failure: Failure) -> Failure:
+    if failure.check(WrongState):
+        raise CoreError("wrong_state", str(failure.value))
+    if failure.check(NotParticipant):
+        raise CoreError("forbidden", str(failure.value))
+    return failure
+
+
 def _deferred(method: Callable[..., Any]) -> Callable[..., defer.Deferred[Any]]:
     """A session method always returns a Deferred; a refusal is its failure."""
     import functools
@@ -147,6 +167,22 @@ def _deferred(method: Callable[..., Any]) -> Callable[..., defer.Deferred[Any]]:
     return wrapper
 
 
+class _Claim:
+    """A session's own stored event, answered by its message from the feed (L{_Session._claim})."""
+
+    __slots__ = ("stored", "message", "waiting")
+
+    def __init__(self, stored: StoredEvent) -> None:
+        self.stored = stored
+        self.message: dict[str, Any] | None = None
+        self.waiting: defer.Deferred[dict[str, Any]] | None = None
+
+    def answer(self, message: dict[str, Any]) -> None:
+        self.message = message
+        if self.waiting is not None:
+            self.waiting.callback(message)
+
+
 class _Session:
     """What sessions of operators and visitors share: feeds and delivery."""
 
@@ -161,7 +197,7 @@ class _Session:
         self.feeds: dict[int, ChatFeed] = {}
         self._leaving: set[int] = set()
         self._listening: list[tuple[str, Callable[[dict[str, Any]], None]]] = []
-        self._claims: dict[tuple[int, int], tuple[defer.Deferred[Any], StoredEvent]] = {}
+        self._claims: dict[tuple[int, int], _Claim] = {}
         """Own events whose message answers their request instead (L{_claim})."""
         self.closed = False
 
@@ -184,32 +220,41 @@ class _Session:
         if feed is not None:
             feed.offer(message)
 
-    def _claim(self, stored: StoredEvent) -> defer.Deferred[dict[str, Any]]:
+    def _claim(self, stored: StoredEvent) -> _Claim:
         """
-        Take this session's own stored event out of its channel's stream:
-        fires with its message when the chat's feed reaches it (so, in the
-        chat's order), and the channel is not given it.  Claimed before the
-        event is published.
+        Take this session's own stored event out of its channel's stream,
+        before the event is published: its message goes to the claim when
+        the chat's feed reaches it (so, in the chat's order), and the
+        channel is not given it.  L{_claimed} then answers with it.
         """
+        claim = _Claim(stored)
         feed = self.feeds.get(stored.chat_id)
         if feed is None or feed.last >= stored.seq or self.closed:
-            return defer.succeed(E.wire(self.licence, stored))  # not followed, or delivered
-        d: defer.Deferred[dict[str, Any]] = defer.Deferred()
-        self._claims[(stored.chat_id, stored.seq)] = (d, stored)
-        return d
+            claim.message = E.wire(self.licence, stored)  # not followed, or delivered
+        else:
+            self._claims[(stored.chat_id, stored.seq)] = claim
+        return claim
+
+    @staticmethod
+    def _claimed(claim: _Claim) -> dict[str, Any] | defer.Deferred[dict[str, Any]]:
+        """A claim's message, now (the usual case) or when the feed reaches it."""
+        if claim.message is not None:
+            return claim.message
+        claim.waiting = defer.Deferred()
+        return claim.waiting
 
     def _releaseClaims(self, chatId: int | None = None) -> None:
         """The feed stops before its claimed events: they answer now."""
         for key in [k for k in self._claims if chatId is None or k[0] == chatId]:
-            d, stored = self._claims.pop(key)
-            d.callback(E.wire(self.licence, stored))
+            claim = self._claims.pop(key)
+            claim.answer(E.wire(self.licence, claim.stored))
 
     def _feedDelivered(self, message: dict[str, Any]) -> None:
         chatId = message.get("chatId", -1)
         if self._claims and message.get("sequence") is not None:
             claim = self._claims.pop((chatId, message["sequence"]), None)
             if claim is not None:
-                claim[0].callback(message)
+                claim.answer(message)
                 return  # an own message: nothing follows it here (no join, leave or close)
         if chatId in self._leaving and message.get("type") == "chat.event":
             event = message["event"]
@@ -1376,37 +1421,37 @@ class Core:
         its sequence, or, C{inFeed}, with its message as the session's feed
         delivers it (L{_Session._claim}).
         """
-        store = self.store.forLicence(session.licence)
-        operatorId = getattr(getattr(session, "operator", None), "id", None)
+        # Callbacks, not a coroutine, and no closures: this is every message's path.
+        operator = getattr(session, "operator", None)
+        drafts: Any
+        if operator is None:  # a visitor: the role does not depend on the chat
+            drafts = [
+                EventDraft(
+                    originator=session.ref, role=Role.CONSUMER, name=session.name, event=event
+                )
+            ]
+        else:
+            drafts = functools.partial(
+                _operatorDrafts, session.ref, session.name, operator.id, event
+            )
+        d = self.store.forLicence(session.licence).appendEvents(
+            chatId, drafts, require=OPEN, requireParticipant=session.ref
+        )
+        return d.addCallbacks(self._posted, _postRefused, callbackArgs=(session, inFeed))
 
-        def drafts(chat: Chat) -> list[EventDraft]:
-            if operatorId is None:
-                role = Role.CONSUMER
-            elif chat.kind is ChatKind.VISITOR and chat.operator == operatorId:
-                role = Role.ASSIGNED_AGENT
-            else:
-                role = Role.AGENT
-            return [EventDraft(originator=session.ref, role=role, name=session.name, event=event)]
-
-        def stored(result: tuple[Chat, list[StoredEvent], list[DomainEvent]]) -> Any:
-            events = result[1]
-            if inFeed:
-                answer = session._claim(events[-1])
-                self._publishStored(session.licence, events)
-                return answer
+    def _posted(
+        self,
+        result: tuple[Chat, list[StoredEvent], list[DomainEvent]],
+        session: _Session,
+        inFeed: bool,
+    ) -> Any:
+        events = result[1]
+        if not inFeed:
             self._publishStored(session.licence, events)
             return events[-1].seq
-
-        def refused(failure: Failure) -> Failure:
-            if failure.check(WrongState):
-                raise CoreError("wrong_state", str(failure.value))
-            if failure.check(NotParticipant):
-                raise CoreError("forbidden", str(failure.value))
-            return failure
-
-        # Callbacks, not a coroutine: this is every message's path.
-        d = store.appendEvents(chatId, drafts, require=OPEN, requireParticipant=session.ref)
-        return d.addCallbacks(stored, refused)
+        claim = session._claim(events[-1])
+        self._publishStored(session.licence, events)
+        return session._claimed(claim)
 
     def _chatState(self, session: _Session, chatId: int, state: Any) -> defer.Deferred[None]:
         try:

@@ -64,19 +64,12 @@ def reply(requestId: Any, result: dict[str, Any]) -> dict[str, Any]:
     return {"type": "reply", "id": requestId, "result": result}
 
 
-def _replyTo(result: Any, requestId: Any) -> dict[str, Any]:
-    if type(result) is _Event:
-        return {**result.message, "id": requestId}
+def _replyTo(result: dict[str, Any], requestId: Any) -> dict[str, Any]:
     return {"type": "reply", "id": requestId, "result": result}
 
 
-class _Event:
-    """A handler's result that answers with a chat event (its message and the request's id)."""
-
-    __slots__ = ("message",)
-
-    def __init__(self, message: dict[str, Any]) -> None:
-        self.message = message
+def _eventTo(message: dict[str, Any], requestId: Any) -> dict[str, Any]:
+    return {**message, "id": requestId}
 
 
 def error(requestId: Any, code: str, message: str) -> dict[str, Any]:
@@ -160,6 +153,8 @@ class VisitorCalls:
             "ping": self._ping,
         }
         self._streamHandlers = {**self._handlers, "chat.send": self._sendInFeed}
+        self._streamAnswers = {"chat.send": _eventTo}
+        """Over the stream, answered by the event they stored rather than a reply."""
 
     @property
     def types(self) -> list[str]:
@@ -185,7 +180,7 @@ class VisitorCalls:
         if not isinstance(result, defer.Deferred):
             result = defer.ensureDeferred(result)
         return result.addCallbacks(
-            _replyTo,
+            self._streamAnswers.get(request["type"], _replyTo) if stream else _replyTo,
             self._refused,
             callbackArgs=(requestId,),
             errbackArgs=(requestId, request, visitor),
@@ -238,12 +233,12 @@ class VisitorCalls:
 
     def _sendInFeed(
         self, session: VisitorSession, visitor: Visitor, r: dict[str, Any]
-    ) -> defer.Deferred[_Event]:
+    ) -> defer.Deferred[dict[str, Any]]:
         chatId = _int(r.get("chatId"), "chatId")
         text = _str(r.get("text"), "text")
         session._checkText(text)
         self.limits.message(visitor.licence, visitor.visitorId)
-        return session.sendInFeed(chatId, text).addCallback(_Event)
+        return session.sendInFeed(chatId, text)
 
     async def _state(
         self, session: VisitorSession, visitor: Visitor, r: dict[str, Any]
