@@ -9,23 +9,24 @@ grows without bound for a slow client.
 from __future__ import annotations
 
 import collections
-import json
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from livechat import jsontext
+
 CLOSE_SERVER = 4000
 """Close code when the server ends a session (its reason says why)."""
 
 
-_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_encode = jsontext.encoder(compact=True, ensureAscii=False)
 
 
 def encode(message: dict[str, Any]) -> bytes:
     """One JSON message as the WebSockets send it (one encoder for all of them)."""
-    return _encoder.encode(message).encode("utf-8")
+    return _encode(message).encode("utf-8")
 
 
 @implementer(IPushProducer)
@@ -56,6 +57,24 @@ class BoundedSender:
         # Autobahn's own formats a debug line (with its colour helpers) for
         # every read, whether debug logging is on or not.
         self._dataReceived(data)  # type: ignore[attr-defined]
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        # Autobahn's own also formats a debug line for every write.  The
+        # usual case (an open socket, nothing queued, no octet logging) is
+        # the transport's write and the traffic count, as there; any other
+        # case is Autobahn's.
+        this: Any = self
+        if (
+            sync
+            or chopsize
+            or this.send_queue
+            or this.logOctets
+            or this.state != WebSocketServerProtocol.STATE_OPEN
+        ):
+            super().sendData(data, sync, chopsize)  # type: ignore[misc]
+            return
+        this.transport.write(data)
+        this.trafficStats.outgoingOctetsWireLevel += len(data)
 
     def onMessageEnd(self) -> None:
         # IWebSocketChannel.onMessageEnd.  Autobahn's also fires the
