@@ -32,3 +32,37 @@ class LoadsTests(unittest.TestCase):
         ):
             self.assertRaises(ValueError, jsontext.loads, data)
         self.assertRaises(ValueError, jsontext.loads, b"{not json")
+
+
+class EncoderTests(unittest.TestCase):
+    VALUES = (
+        {"type": "chat.event", "chatId": 5, "sequence": 7, "event": {"message": 'Zażółć 😀 "q"\n'}},
+        {"b": 1, "a": [1, 2.5, None, True, False, -0.0, 1e300], "c": {"z": {}, "y": []}},
+        ["a", 1, {"\u2028": "\x00\x1f"}],
+        "just text \u00e9",
+        3,
+        None,
+        {1: "int key", 2: float("inf")},
+    )
+
+    def test_sameAsTheStandardEncoder(self) -> None:
+        """Each option set writes what json.JSONEncoder with the same options writes."""
+        for compact in (False, True):
+            for sortKeys in (False, True):
+                for ensureAscii in (False, True):
+                    encode = jsontext.encoder(
+                        compact=compact, sortKeys=sortKeys, ensureAscii=ensureAscii
+                    )
+                    standard = json.JSONEncoder(
+                        separators=(",", ":") if compact else (", ", ": "),
+                        sort_keys=sortKeys,
+                        ensure_ascii=ensureAscii,
+                    )
+                    for value in self.VALUES:
+                        self.assertEqual(encode(value), standard.encode(value), value)
+
+    def test_refusesWhatTheStandardRefuses(self) -> None:
+        """Objects JSON has no form for raise TypeError, as json.dumps does."""
+        encode = jsontext.encoder(compact=True)
+        for value in ({"a": object()}, [b"bytes"], {(1, 2): "tuple key"}):
+            self.assertRaises(TypeError, encode, value)

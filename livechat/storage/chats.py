@@ -17,6 +17,7 @@ from typing import Any
 
 import attr
 
+from livechat import jsontext
 from livechat.model import Chat, ChatKind, ChatStatus, VisitorRecord
 from livechat.storage.database import Txn
 from livechat.storage.errors import Conflict, NotFound
@@ -86,8 +87,8 @@ class Participants:
     leave: Sequence[str] = ()
 
 
-_encodeBody = json.JSONEncoder(sort_keys=True).encode
-"""An event's stored body (one encoder, not one per json.dumps call with options)."""
+_encodeBody = jsontext.encoder(sortKeys=True)
+"""An event's stored body (as C{json.dumps(body, sort_keys=True)}, with one encoder)."""
 
 
 def chatFromRow(licence: int, row: Sequence[Any]) -> Chat:
