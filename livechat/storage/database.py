@@ -310,6 +310,10 @@ class Database:
         # path.  L{checkpoint} does it on another connection in the
         # background; this is only the bound when nothing calls it.
         conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+        # Temporary files in memory: a batch of appends runs in a savepoint,
+        # and sqlite keeps the statement journal of a savepoint in a file it
+        # creates, writes a page at a time and deletes, per batch.
+        conn.execute("PRAGMA temp_store = MEMORY")
 
     def checkpoint(self) -> defer.Deferred[None]:
         """
