@@ -29,6 +29,9 @@ def draft(text: str, who: str = "visitor:v1") -> EventDraft:
     )
 
 
+PER_CHAT = 26
+
+
 class GroupCommitMixin(DialectMixin):
     @defer.inlineCallbacks
     def setUp(self) -> Any:
@@ -59,25 +62,28 @@ class GroupCommitMixin(DialectMixin):
     @defer.inlineCallbacks
     def test_togetherInFewTransactions(self) -> Any:
         """
-        Forty appends to four chats, asked in one turn of the reactor, share
-        transactions (as few as the largest batch allows); every caller gets
-        its own event, and each chat's sequences are 1..10 in the order asked.
+        A hundred and four appends to four chats, asked in one turn of the
+        reactor, share transactions (as few as the largest batch allows;
+        sqlite writes them as multi-row INSERTs of 64, 32 and 8 rows); every
+        caller gets its own event, and each chat's sequences are 1..26 in the
+        order asked.
         """
         chatList = []
         for _ in range(4):
             chatList.append((yield self.newChat()))
         calls = []
-        for n in range(10):
+        for n in range(PER_CHAT):
             for chat in chatList:
                 calls.append(
                     self.licence.appendEvents(chat.id, [draft(f"{chat.id}-{n}")], require=OPEN)
                 )
         results = yield defer.gatherResults(calls)
+        total = 4 * PER_CHAT
         maxBatch, concurrency = self.store.db.appendBatching
-        self.assertEqual(sum(self.transactions), 40)
-        self.assertEqual(self.transactions[0], min(40, maxBatch))
-        self.assertEqual(len(self.transactions), -(-40 // maxBatch))
-        for (chat_, stored, _), n in zip(results, range(40)):
+        self.assertEqual(sum(self.transactions), total)
+        self.assertEqual(self.transactions[0], min(total, maxBatch))
+        self.assertEqual(len(self.transactions), -(-total // maxBatch))
+        for (chat_, stored, _), n in zip(results, range(total)):
             chat = chatList[n % 4]
             self.assertEqual(stored[0].chat_id, chat.id)
             self.assertEqual(stored[0].event["message"], f"{chat.id}-{n // 4}")
@@ -85,9 +91,9 @@ class GroupCommitMixin(DialectMixin):
             self.assertEqual(chat_.last_seq, n // 4 + 1)
         for chat in chatList:
             events = yield self.licence.eventsAfter(chat.id, 0)
-            self.assertEqual([e.seq for e in events], list(range(1, 11)))
+            self.assertEqual([e.seq for e in events], list(range(1, PER_CHAT + 1)))
             self.assertEqual(
-                [e.event["message"] for e in events], [f"{chat.id}-{n}" for n in range(10)]
+                [e.event["message"] for e in events], [f"{chat.id}-{n}" for n in range(PER_CHAT)]
             )
 
     @defer.inlineCallbacks
@@ -201,7 +207,7 @@ class GroupCommitMixin(DialectMixin):
             chatList.append((yield self.newChat()))
         from livechat.storage.database import Txn
 
-        real = Txn.executeMany
+        realMany, realOne = Txn.executeMany, Txn.execute
         failures = [self.retryableError()]
         bulk = []
 
@@ -209,9 +215,18 @@ class GroupCommitMixin(DialectMixin):
             bulk.append(len(rows))
             if failures and "INSERT" in sql:
                 raise failures.pop()
-            return real(txn, sql, rows)
+            return realMany(txn, sql, rows)
+
+        def flakyOne(txn: Any, sql: str, args: Any = ()) -> Any:
+            # sqlite's bulk INSERT: one statement of many rows (VALUES (...), (...)).
+            if sql.startswith("INSERT INTO {chat_events}"):
+                bulk.append(sql.count("(?"))
+                if failures:
+                    raise failures.pop()
+            return realOne(txn, sql, args)
 
         self.patch(Txn, "executeMany", flaky)
+        self.patch(Txn, "execute", flakyOne)
         blocker = self.licence.appendEvents(chatList[0].id, [draft("a0")])
         rest = [
             self.licence.appendEvents(chat.id, [draft(f"b{i}")]) for i, chat in enumerate(chatList)

@@ -368,6 +368,24 @@ def _plain(request: AppendRequest) -> bool:
     return _PLAIN_OPTIONS.issuperset(request[3])
 
 
+_CHUNKS = (64, 32, 16, 8, 4, 2, 1)
+
+
+def _insertRows(txn: Txn, head: str, values: str, rows: list[tuple[Any, ...]]) -> None:
+    """
+    C{head} + C{values} for each of C{rows}, as multi-row INSERTs of 64,
+    32, ... 1 rows: a few statements (each one step of sqlite, which lets
+    go of Python's lock once, not once a row as executemany does) of a few
+    texts (sqlite's statement cache keeps them).
+    """
+    done = 0
+    for size in _CHUNKS:
+        while len(rows) - done >= size:
+            chunk = rows[done : done + size]
+            txn.execute(head + ", ".join([values] * size), [v for row in chunk for v in row])
+            done += size
+
+
 def _appendPlain_txn(txn: Txn, requests: Sequence[AppendRequest]) -> list[tuple[bool, Any]]:
     """
     Plain appends in bulk: their chats read (and locked) in one query, the
@@ -446,10 +464,11 @@ def _appendPlain_txn(txn: Txn, requests: Sequence[AppendRequest]) -> list[tuple[
             # each row after its insert.
             top = txn.queryOne("SELECT COALESCE(MAX(gid), 0) FROM {chat_events}")
             first = int(top[0]) + 1 if top else 1
-            txn.executeMany(
+            _insertRows(
+                txn,
                 "INSERT INTO {chat_events} "
-                "(chat_id, seq, created_at, type, originator, role, body, gid) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "(chat_id, seq, created_at, type, originator, role, body, gid) VALUES ",
+                "(?, ?, ?, ?, ?, ?, ?, ?)",
                 [row + (first + n,) for n, row in enumerate(rows)],
             )
         else:
