@@ -399,3 +399,27 @@ class BatcherOrderTests(unittest.TestCase):
         self.assertEqual(answers, ["A", "B", "C", "D"])
         self.assertTrue(batcher.idle)
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class WithLastSeqTests(unittest.TestCase):
+    def test_sameAsEvolve(self) -> None:
+        """_withLastSeq is attr.evolve(chat, last_seq=n): equal, frozen, the original untouched."""
+        import attr
+
+        from livechat.model import Chat, ChatKind, ChatStatus
+        from livechat.storage.chats import _withLastSeq
+
+        chat = Chat(
+            id=7,
+            licence=100,
+            kind=ChatKind.VISITOR,
+            status=ChatStatus.ACTIVE,
+            visitor_id="v1",
+            operator=3,
+            created_at=1,
+            last_seq=4,
+        )
+        moved = _withLastSeq(chat, 9)
+        self.assertEqual(moved, attr.evolve(chat, last_seq=9))
+        self.assertEqual(chat.last_seq, 4)
+        self.assertRaises(attr.exceptions.FrozenInstanceError, setattr, moved, "last_seq", 1)

@@ -161,7 +161,7 @@ def _insertEvents(
         txn.execute(
             "INSERT INTO {chat_events} (chat_id, seq, created_at, type, originator, role, body) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (chatId, seq, nowMS, draft.event["type"], draft.originator, draft.role, body),
+            (chatId, seq, nowMS, draft.event["type"], draft.originator, str(draft.role), body),
         )
         stored.append(
             StoredEvent(
@@ -368,6 +368,17 @@ def _plain(request: AppendRequest) -> bool:
     return _PLAIN_OPTIONS.issuperset(request[3])
 
 
+def _withLastSeq(chat: Chat, lastSeq: int) -> Chat:
+    """
+    C{attr.evolve(chat, last_seq=lastSeq)} for a message's append: the same
+    frozen fields, one changed, without evolve's walk over all of them.
+    """
+    copy = object.__new__(Chat)
+    copy.__dict__.update(chat.__dict__)
+    copy.__dict__["last_seq"] = lastSeq
+    return copy
+
+
 _CHUNKS = (64, 32, 16, 8, 4, 2, 1)
 
 
@@ -436,8 +447,10 @@ def _appendPlain_txn(txn: Txn, requests: Sequence[AppendRequest]) -> list[tuple[
         for offset, draft in enumerate(drafts):
             seq = chat.last_seq + 1 + offset
             body = _encodeBody({"event": draft.event, "name": draft.name})
+            # str(): a Role (a str subclass) would go through sqlite3's
+            # adapter lookup, an AttributeError raised and formatted per row.
             rows.append(
-                (chatId, seq, nowMS, draft.event["type"], draft.originator, draft.role, body)
+                (chatId, seq, nowMS, draft.event["type"], draft.originator, str(draft.role), body)
             )
             stored.append(
                 StoredEvent(
@@ -450,9 +463,7 @@ def _appendPlain_txn(txn: Txn, requests: Sequence[AppendRequest]) -> list[tuple[
                     event=draft.event,
                 )
             )
-        chat = chats[chatId] = touched[chatId] = attr.evolve(
-            chat, last_seq=chat.last_seq + len(drafts)
-        )
+        chat = chats[chatId] = touched[chatId] = _withLastSeq(chat, chat.last_seq + len(drafts))
         outcomes.append((True, (chat, stored, [])))
     if not rows:
         return outcomes
