@@ -17,14 +17,17 @@ from collections.abc import Callable
 from json import encoder as _json
 from typing import Any
 
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def loads(data: bytes | str) -> Any:
-    """C{json.loads(data)}; C{ValueError} for bad JSON and for a lone surrogate."""
-    value = json.loads(data)
-    raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
-    if _SURROGATE_ESCAPE.search(raw) is not None:
+    """
+    C{json.loads(data)}, bytes as UTF-8 (strictly); C{ValueError} for bad
+    JSON, bad UTF-8 (C{UnicodeDecodeError}) and a lone surrogate.
+    """
+    text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
+    value = json.loads(text)
+    if _SURROGATE_ESCAPE.search(text) is not None:
         # Rare: escapes of the surrogate range, paired (one character once
         # read, which encodes) or lone (which does not).
         try:

@@ -34,6 +34,18 @@ class LoadsTests(unittest.TestCase):
         self.assertRaises(ValueError, jsontext.loads, b"{not json")
 
 
+class BytesTests(unittest.TestCase):
+    def test_strictUTF8(self) -> None:
+        """
+        Bytes are read as UTF-8, strictly: a stray byte and a surrogate
+        written out in UTF-8 form (which json.loads of bytes lets through)
+        are ValueErrors, as an escaped lone surrogate is.
+        """
+        self.assertEqual(jsontext.loads('{"t": "é"}'.encode()), {"t": "é"})
+        for data in (b'{"t": "\xff"}', b'{"t": "\xed\xa0\x80"}'):
+            self.assertRaises(ValueError, jsontext.loads, data)
+
+
 class EncoderTests(unittest.TestCase):
     VALUES = (
         {"type": "chat.event", "chatId": 5, "sequence": 7, "event": {"message": 'Zażółć 😀 "q"\n'}},
