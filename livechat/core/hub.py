@@ -1422,9 +1422,8 @@ class Core:
         delivers it (L{_Session._claim}).
         """
         # Callbacks, not a coroutine, and no closures: this is every message's path.
-        operator = getattr(session, "operator", None)
         drafts: Any
-        if operator is None:  # a visitor: the role does not depend on the chat
+        if not isinstance(session, OperatorSession):  # a visitor: the role is the chat's
             drafts = [
                 EventDraft(
                     originator=session.ref, role=Role.CONSUMER, name=session.name, event=event
@@ -1432,7 +1431,7 @@ class Core:
             ]
         else:
             drafts = functools.partial(
-                _operatorDrafts, session.ref, session.name, operator.id, event
+                _operatorDrafts, session.ref, session.name, session.operator.id, event
             )
         d = self.store.forLicence(session.licence).appendEvents(
             chatId, drafts, require=OPEN, requireParticipant=session.ref
