@@ -48,7 +48,7 @@ config = loadConfig(
         "WEB_SETTINGS_CACHE": "60",
     },
 )
-node = makeService(config, reactor)
+node = makeService(config, reactor, ownsProcess=True)  # as twistd livechat runs it
 application = service.Application("livechat-bench")
 node.setServiceParent(application)
 

@@ -35,6 +35,6 @@ if not config["REDIS"]:
     raise SystemExit("livechat-node.tac: REDIS is not set; a cluster node needs it")
 
 application = service.Application("livechat")
-makeService(config, reactor, installSignalHandlers=True, exitOnFatal=True).setServiceParent(
-    application
-)
+makeService(
+    config, reactor, installSignalHandlers=True, exitOnFatal=True, ownsProcess=True
+).setServiceParent(application)

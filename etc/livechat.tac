@@ -14,6 +14,6 @@ path = os.environ.get("LIVECHAT_CONFIG", "/etc/livechat/lc_serv.cfg")
 config = loadConfig(path if os.path.exists(path) else None)
 
 application = service.Application("livechat")
-makeService(config, reactor, installSignalHandlers=True, exitOnFatal=True).setServiceParent(
-    application
-)
+makeService(
+    config, reactor, installSignalHandlers=True, exitOnFatal=True, ownsProcess=True
+).setServiceParent(application)

@@ -903,6 +903,27 @@ def _keys() -> Iterator[Key]:
         section=s,
     )
 
+    s = "Process"
+    yield Key(
+        "GC_FREEZE",
+        _boolean,
+        "1",
+        "Once the node has started, set what it made so far aside from Python's cyclic "
+        "garbage collector (gc.freeze): its collections no longer walk the node's "
+        "long-lived objects (0/1).",
+        section=s,
+    )
+    yield Key(
+        "GC_THRESHOLD",
+        _integer(100, 1000000),
+        "20000",
+        "Allocations between two collections of the youngest generation by Python's "
+        "cyclic garbage collector, from the start (Python's own default: 700). Higher: "
+        "fewer collections on a busy node, and up to this many more objects waiting to "
+        "be freed.",
+        section=s,
+    )
+
     s = "Logs"
     yield Key(
         "LC_LOG_PATH",

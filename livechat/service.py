@@ -10,6 +10,7 @@ L{makeService}, so they run the same thing.
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 import signal
@@ -340,12 +341,14 @@ class LivechatService(AsyncMultiService):
         *,
         installSignalHandlers: bool = False,
         exitOnFatal: bool = False,
+        ownsProcess: bool = False,
     ) -> None:
         super().__init__()
         self.setName("livechat")
         self.parts = parts
         self._installSignals = installSignalHandlers
         self._exitOnFatal = exitOnFatal
+        self._ownsProcess = ownsProcess
         self._previousHUP: Any = None
         self._waiting: list[defer.Deferred[None]] = []
         self._outcome: Failure | None | bool = False
@@ -376,6 +379,8 @@ class LivechatService(AsyncMultiService):
 
     def startService(self) -> defer.Deferred[None]:  # type: ignore[override]
         self.parts.logs.configure(self.config)
+        if self._ownsProcess:
+            gc.set_threshold(self.config["GC_THRESHOLD"], *gc.get_threshold()[1:])
         self._log.info(
             "livechat {version} starting (config: {path})",
             version=livechat.__version__,
@@ -406,6 +411,11 @@ class LivechatService(AsyncMultiService):
                 f"    password {password}",
             ]
         self._log.info("{banner}", banner="\n".join(lines))
+        if self._ownsProcess and self.config["GC_FREEZE"]:
+            # What start made (modules, the service tree, settings) lives as
+            # long as the process: the collector need not walk it again.
+            gc.collect()
+            gc.freeze()
         self._settle(None)
 
     def _failed(self, failure: Failure) -> None:
@@ -570,19 +580,26 @@ def makeService(
     hasher: PasswordHasher | None = None,
     installSignalHandlers: bool = False,
     exitOnFatal: bool = False,
+    ownsProcess: bool = False,
 ) -> LivechatService:
     """
     The MultiService of one node.  No I/O happens here.
 
     @param reactor: the reactor to use; the composition roots (the plugin,
         the .tac files) pass the global one.
+    @param ownsProcess: the node is the process (the plugin, the .tac
+        files), so it may tune Python's garbage collector (C{GC_THRESHOLD},
+        C{GC_FREEZE}); tests that start many nodes in one process do not.
     """
     if reactor is None:
         raise TypeError("makeService needs the reactor (the plugin and .tac pass it)")
     checkSessionSecret(config)
     parts = makeParts(config, reactor, store=store, hasher=hasher)
     root = LivechatService(
-        parts, installSignalHandlers=installSignalHandlers, exitOnFatal=exitOnFatal
+        parts,
+        installSignalHandlers=installSignalHandlers,
+        exitOnFatal=exitOnFatal,
+        ownsProcess=ownsProcess,
     )
     StoreService(config, parts.store, parts.hasher, reactor).setServiceParent(root)
     parts.sessions = SessionService(parts.store, config, reactor, parts.portal)

@@ -97,4 +97,6 @@ class Options(usage.Options):
 
 def makeService(options: Options, reactor: Any) -> LivechatService:
     assert options.config is not None
-    return _makeService(options.config, reactor, installSignalHandlers=True, exitOnFatal=True)
+    return _makeService(
+        options.config, reactor, installSignalHandlers=True, exitOnFatal=True, ownsProcess=True
+    )

@@ -55,6 +55,8 @@ CASES: dict[str, tuple[tuple[str, Any], tuple[str, str]]] = {
     "CANNED_MAX_PER_LICENCE": (("1", 1), ("0", "out of range")),
     "CANNED_MAX_LENGTH": (("100000", 100000), ("100001", "out of range")),
     "MAX_CHATS_PER_AGENT": (("0", 0), ("-1", "out of range")),
+    "GC_FREEZE": (("0", False), ("2", "expected 0 or 1")),
+    "GC_THRESHOLD": (("100", 100), ("99", "out of range")),
     "LOGIN_MAX_FAILURES": (("10", 10), ("0", "out of range")),
     "LOGIN_MAX_FAILURES_PER_ADDRESS": (("100", 100), ("x", "whole number")),
     "LOGIN_FAILURE_WINDOW": (("60", 60), ("86401", "out of range")),

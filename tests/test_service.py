@@ -91,6 +91,31 @@ class ServiceTests(NodeMixin, unittest.TestCase):
         )
 
     @defer.inlineCallbacks
+    def test_collectorTuning(self) -> Any:
+        """
+        A node that owns its process sets the young generation's threshold
+        (GC_THRESHOLD) at start and, once started, freezes what start made
+        (GC_FREEZE); a node that does not (tests, embedding) leaves Python's
+        collector alone.
+        """
+        import gc
+
+        before = gc.get_threshold()
+        self.addCleanup(gc.set_threshold, *before)
+        self.addCleanup(gc.unfreeze)
+        gc.unfreeze()
+        yield self.startNode(self.nodeConfig())
+        self.assertEqual((gc.get_threshold(), gc.get_freeze_count()), (before, 0))
+        yield self.node.stopService()
+        yield self.startNode(self.nodeConfig(extra="GC_THRESHOLD 1234\n"), ownsProcess=True)
+        self.assertEqual(gc.get_threshold(), (1234, *before[1:]))
+        self.assertGreater(gc.get_freeze_count(), 0)
+        yield self.node.stopService()
+        gc.unfreeze()
+        yield self.startNode(self.nodeConfig(extra="GC_FREEZE 0\n"), ownsProcess=True)
+        self.assertEqual(gc.get_freeze_count(), 0)
+
+    @defer.inlineCallbacks
     def test_demoLicenceOnce(self) -> Any:
         """
         The very first start creates a demo licence and operator with a
