@@ -12,7 +12,7 @@ event is only ever acknowledged after it is committed.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import attr
@@ -389,12 +389,30 @@ def _insertRows(txn: Txn, head: str, values: str, rows: list[tuple[Any, ...]]) -
     go of Python's lock once, not once a row as executemany does) of a few
     texts (sqlite's statement cache keeps them).
     """
+    for chunk in _chunks(rows):
+        txn.execute(head + ", ".join([values] * len(chunk)), [v for row in chunk for v in row])
+
+
+def _chunks(items: list[Any]) -> Iterator[list[Any]]:
+    """C{items} in runs of 64, 32, ... 1: few sizes, so few statement texts."""
     done = 0
     for size in _CHUNKS:
-        while len(rows) - done >= size:
-            chunk = rows[done : done + size]
-            txn.execute(head + ", ".join([values] * size), [v for row in chunk for v in row])
+        while len(items) - done >= size:
+            yield items[done : done + size]
             done += size
+
+
+def _moveLastSeqs(txn: Txn, seqs: list[tuple[int, int]]) -> None:
+    """Set the chats' C{last_seq}s, C{(chat id, sequence)}: one UPDATE per chunk, not per chat."""
+    for chunk in _chunks(seqs):
+        txn.execute(
+            "UPDATE {chats} SET last_seq = CASE id "
+            + " ".join(["WHEN ? THEN ?"] * len(chunk))
+            + " END WHERE id IN ("
+            + ", ".join(["?"] * len(chunk))
+            + ")",
+            [v for pair in chunk for v in pair] + [chatId for chatId, _ in chunk],
+        )
 
 
 def _appendPlain_txn(txn: Txn, requests: Sequence[AppendRequest]) -> list[tuple[bool, Any]]:
@@ -489,10 +507,7 @@ def _appendPlain_txn(txn: Txn, requests: Sequence[AppendRequest]) -> list[tuple[
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-        txn.executeMany(
-            "UPDATE {chats} SET last_seq = ? WHERE id = ?",
-            [(chat.last_seq, chatId) for chatId, chat in touched.items()],
-        )
+        _moveLastSeqs(txn, [(chatId, chat.last_seq) for chatId, chat in touched.items()])
     except Exception as e:
         if txn.engine.isRetryable(e) or txn.engine.isConnectionError(e):
             raise
