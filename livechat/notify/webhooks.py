@@ -433,6 +433,17 @@ class WebhookService(service.Service):
 
     def stored(self, licence: int, events: Any = ()) -> None:
         """The core stored chat events of C{licence} (apps want them)."""
+        # Every message of a busy licence lands here.  When a pass over it
+        # is coming already (one running, or the timer set no later than a
+        # kick would set it), a kick would change nothing: skip its clock
+        # reads and timer checks.
+        if licence in self._dirty:
+            if self._passing is not None:
+                self._again = True
+                return
+            timer, last = self._timer, self._lastPass
+            if timer is not None and last is not None and timer.getTime() <= last + PASS_GAP:
+                return
         self.kick(licence)
 
     def kick(self, licence: int | None = None, full: bool = False) -> None:
