@@ -3,7 +3,7 @@
 # $BENCH_PORT, licence 100 with the bench's page origin allowed, and, with
 # BENCH_AGENT=1, an operator of licence 100 connected in this process who
 # accepts every chat offered and counts the visitors' messages it receives
-# (it prints "agent received N" for the orchestrator).
+# (it prints "agent received {...}" after each BENCH_EXPECT of them).
 #
 #     twistd -n --pidfile= -y bench/web_node.tac
 
@@ -68,12 +68,13 @@ class CountingAgent:
                 if self.first is None:
                     self.first = time.monotonic()
                 self.received += 1
-                if self.received == self.expect:
+                if self.received == self.expect:  # one round: report, start counting again
                     took = time.monotonic() - self.first
                     print(
                         "agent received " + json.dumps({"count": self.received, "seconds": took}),
                         flush=True,
                     )
+                    self.received, self.first = 0, None
 
     def close(self, reason):
         pass

@@ -4,9 +4,10 @@ WebSocket load for bench/web.py (Twisted + Autobahn clients, one process):
     python bench/wsload.py idle URL ORIGIN SECRET N
         N visitors connect (hello, welcome) and stay idle; prints
         "connected N in S s", then waits until stdin closes.
-    python bench/wsload.py relay URL ORIGIN SECRET VISITORS COUNT WINDOW
+    python bench/wsload.py relay URL ORIGIN SECRET VISITORS COUNT WINDOW [NAME]
         each visitor asks for a chat, then sends COUNT/VISITORS messages,
         WINDOW unanswered at a time; prints the rate of stored messages.
+        NAME (default "") tells this run's visitors from another run's.
     python bench/wsload.py echo URL COUNT WINDOW VISITORS
         the same traffic to a raw echo server; prints the echo rate.
 
@@ -106,12 +107,14 @@ async def idle(url: str, origin: str, secret: str, n: int) -> None:
     await done
 
 
-async def relay(url: str, origin: str, secret: str, visitors: int, count: int, window: int) -> None:
+async def relay(
+    url: str, origin: str, secret: str, visitors: int, count: int, window: int, name: str = ""
+) -> None:
     tokens = VisitorTokens(secret.encode(), reactor, 86400.0)
     clients = []
     for i in range(visitors):
         client = await connect(url, origin)
-        await client.ask("hello", token=tokens.issue(100, f"relay-visitor-{i:08d}"))
+        await client.ask("hello", token=tokens.issue(100, f"relay-visitor-{name}{i:08d}"))
         joined: defer.Deferred[Any] = defer.Deferred()
         client.waiting["join"] = joined
         reply = await client.ask("chat.request", message="hi")
@@ -190,7 +193,8 @@ def main(argv: list[str]) -> None:
         if kind == "idle":
             await idle(argv[1], argv[2], argv[3], int(argv[4]))
         elif kind == "relay":
-            await relay(argv[1], argv[2], argv[3], int(argv[4]), int(argv[5]), int(argv[6]))
+            name = argv[7] if len(argv) > 7 else ""
+            await relay(argv[1], argv[2], argv[3], int(argv[4]), int(argv[5]), int(argv[6]), name)
         else:
             await echo(argv[1], int(argv[2]), int(argv[3]), int(argv[4]))
 
