@@ -4,7 +4,6 @@ Storage tests: one body, run on sqlite and on a real MariaDB.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from twisted.internet import defer, reactor, threads
@@ -462,35 +461,6 @@ class SqliteCheckpointTests(DialectMixin, unittest.TestCase):
         self.assertEqual(set(store.db._checkpointers), {store.db.path, path})
         store.db.close()
         self.assertEqual(store.db._checkpointers, {})
-
-    @defer.inlineCallbacks
-    def test_longLogEmptied(self) -> Any:
-        """
-        A write-ahead log past WAL_RESTART_BYTES after the passive
-        checkpoint is emptied (its file truncated) on the licence's own
-        connection, with everything in the database file; a shorter one is
-        left as it is.
-        """
-        from livechat.storage import database
-
-        store = SqlStore(self.databaseURL(), reactor)
-        self.addCleanup(store.close)
-        yield store.open()
-        yield store.createLicence(Licence(number=7))
-        licence = store.forLicence(7)
-        for n in range(40):
-            yield licence.setSetting(f"k{n}", "x" * 2000)
-        path = store.db._sqliteLicencePath(7)
-        size = os.path.getsize(path + "-wal")
-        self.patch(database, "WAL_RESTART_BYTES", size + 1)
-        yield store.db.checkpoint()
-        self.assertEqual(os.path.getsize(path + "-wal"), size)
-        self.patch(database, "WAL_RESTART_BYTES", size - 1)
-        yield store.db.checkpoint()
-        self.assertEqual(os.path.getsize(path + "-wal"), 0)
-        # The log is empty: what is read comes from the database file.
-        self.assertEqual((yield licence.getSetting("k39")), "x" * 2000)
-        self.assertEqual((yield licence.getSetting("k0")), "x" * 2000)
 
 
 class PinnedClock:

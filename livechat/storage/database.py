@@ -27,7 +27,6 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from twisted.enterprise import adbapi
 from twisted.internet import defer, task, threads
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from livechat.model import databaseName
 from livechat.storage.engines import Engine, MysqlEngine, SqliteEngine, substituteTokens
@@ -43,22 +42,6 @@ CHECKPOINT_INTERVAL = 1.0
 
 WAL_AUTOCHECKPOINT = 20000
 """sqlite: pages (4 KiB) of write-ahead log past which a commit checkpoints by itself."""
-
-WAL_RESTART_BYTES = 16 * 2**20
-"""sqlite: a write-ahead log file past this is emptied after the background checkpoint,
-on the database's own connection (L{Database.checkpoint})."""
-
-
-def _fileSize(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
-
-
-def _restartLog_txn(txn: Txn) -> None:
-    """Copy what is left of the write-ahead log into the database and empty the log file."""
-    txn.executeRaw("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 class StorageError(Exception):
@@ -338,42 +321,12 @@ class Database:
         passive checkpoint: it waits for no writer), on connections of its
         own in the reactor's thread pool, so the append path never pays for
         it.  The node calls this every L{CHECKPOINT_INTERVAL} seconds.
-
-        Under steady writes a passive checkpoint never catches up with the
-        log, so sqlite never starts the log again from its beginning, and
-        every transaction gets slower as the log grows (a third slower at
-        80 MB).  So a log past L{WAL_RESTART_BYTES} is then restarted on the
-        database's own connection, between two of its transactions: little
-        is left to copy just after the passive checkpoint, and nothing else
-        holds a lock (one connection per database), so the appends queued
-        behind it wait only for that copy.  Nothing to do on MariaDB.
+        Nothing to do on MariaDB.
         """
         if self.engine.name != "sqlite" or self._closed or self._checkpointing:
             return defer.succeed(None)
-        databases: list[tuple[str, int | None]] = [(self.path, None)]
-        databases += [(self._sqliteLicencePath(n), n) for n in self._licencePools]
+        paths = [self.path] + [self._sqliteLicencePath(n) for n in self._licencePools]
         self._checkpointing = True
-
-        def restart(long: list[int | None]) -> Any:
-            if self._closed:
-                return None
-            return defer.gatherResults(
-                [
-                    defer.ensureDeferred(
-                        self._run(
-                            licence,
-                            "empty the write-ahead log",
-                            _restartLog_txn,
-                            self._globalScope if licence is None else self._licenceScope(licence),
-                            (),
-                            {},
-                        )
-                    )
-                    for licence in long
-                    if licence is None or licence in self._licencePools
-                ],
-                consumeErrors=True,
-            )
 
         def done(result: Any) -> Any:
             self._checkpointing = False
@@ -381,21 +334,17 @@ class Database:
                 for conn in self._checkpointers.values():
                     conn.close()
                 self._checkpointers.clear()
-            if isinstance(result, Failure):
-                self._log.failure("checkpoint", result)
-            return None
+            return result
 
         d = threads.deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(), self._checkpointFiles, databases
+            self._reactor, self._reactor.getThreadPool(), self._checkpointFiles, paths
         )
-        return d.addCallback(restart).addBoth(done)
+        return d.addBoth(done)
 
-    def _checkpointFiles(self, databases: list[tuple[str, int | None]]) -> list[int | None]:
-        """Passive checkpoints; the databases (licence, or None) whose log is long."""
+    def _checkpointFiles(self, paths: list[str]) -> None:
         # In a pool thread, one call at a time: the connections are its own.
         import sqlite3
 
-        paths = [path for path, _ in databases]
         wanted = set(paths)
         for path in list(self._checkpointers):
             if path not in wanted:
@@ -413,9 +362,6 @@ class Database:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             except sqlite3.Error as e:
                 self._log.warn("checkpoint of {path}: {error}", path=path, error=e)
-        return [
-            licence for path, licence in databases if _fileSize(path + "-wal") > WAL_RESTART_BYTES
-        ]
 
     def _sqlitePool(self, path: str, create: bool) -> adbapi.ConnectionPool:
         mode = "rwc" if create else "rw"
