@@ -124,36 +124,13 @@ async def relay(
         clients.append((client, reply["result"]["chatId"]))
     per = count // visitors
 
-    async def drive(client: Client, chatId: int) -> None:
-        # The same loop as the echo's: one request out per answer in, WINDOW
-        # unanswered, no JSON decoding of the answers (each is checked to be
-        # the stored message, a chat.event).
-        payload = json.dumps({"type": "chat.send", "id": "s", "chatId": chatId, "text": TEXT})
-        data = payload.encode()
-        done: defer.Deferred[None] = defer.Deferred()
-        state = {"sent": 0, "got": 0}
-
-        def got(answer: bytes) -> bool:
-            if not answer.startswith(b'{"type":"chat.event"'):
-                if not done.called:
-                    done.errback(RuntimeError(answer.decode()))
-                return True
-            state["got"] += 1
-            if state["sent"] < per:
-                state["sent"] += 1
-                client.sendMessage(data)
-            if state["got"] == per:
-                done.callback(None)
-            return True
-
-        client.onEvent = got
-        for _ in range(min(window, per)):
-            state["sent"] += 1
-            client.sendMessage(data)
-        await done
+    def drive(client: Client, chatId: int) -> defer.Deferred[None]:
+        request = {"type": "chat.send", "id": "s", "chatId": chatId, "text": TEXT}
+        # Each answer is the stored message (a chat.event), not decoded.
+        return pump(client, json.dumps(request).encode(), per, window, b'{"type":"chat.event"')
 
     start = time.monotonic()
-    await defer.gatherResults([defer.ensureDeferred(drive(c, i)) for c, i in clients])
+    await defer.gatherResults([drive(c, i) for c, i in clients])
     took = time.monotonic() - start
     print(json.dumps({"messages": per * visitors, "seconds": took}), flush=True)
 
@@ -162,30 +139,42 @@ async def echo(url: str, count: int, window: int, visitors: int) -> None:
     payload = json.dumps({"type": "chat.send", "id": "1", "chatId": 1, "text": TEXT}).encode()
     clients = [await connect(url, None) for _ in range(visitors)]
     per = count // visitors
-
-    async def drive(client: Client) -> None:
-        done: defer.Deferred[None] = defer.Deferred()
-        state = {"sent": 0, "got": 0}
-
-        def got(data: bytes) -> bool:
-            state["got"] += 1
-            if state["sent"] < per:
-                state["sent"] += 1
-                client.sendMessage(payload)
-            if state["got"] == per:
-                done.callback(None)
-            return True
-
-        client.onEvent = got
-        for _ in range(min(window, per)):
-            state["sent"] += 1
-            client.sendMessage(payload)
-        await done
-
     start = time.monotonic()
-    await defer.gatherResults([defer.ensureDeferred(drive(c)) for c in clients])
+    await defer.gatherResults([pump(c, payload, per, window, payload[:20]) for c in clients])
     took = time.monotonic() - start
     print(json.dumps({"messages": per * visitors, "seconds": took}), flush=True)
+
+
+def pump(
+    client: Client, payload: bytes, count: int, window: int, prefix: bytes
+) -> defer.Deferred[None]:
+    """
+    The loop of both the relay and the echo: send C{payload} C{count}
+    times, C{window} unanswered at a time, the next one for each answer.
+    Fires when all are answered; fails on an answer not starting with
+    C{prefix}.
+    """
+    done: defer.Deferred[None] = defer.Deferred()
+    state = {"sent": 0, "got": 0}
+
+    def got(answer: bytes) -> bool:
+        if not answer.startswith(prefix):
+            if not done.called:
+                done.errback(RuntimeError(answer.decode()))
+            return True
+        state["got"] += 1
+        if state["sent"] < count:
+            state["sent"] += 1
+            client.sendMessage(payload)
+        if state["got"] == count:
+            done.callback(None)
+        return True
+
+    client.onEvent = got
+    for _ in range(min(window, count)):
+        state["sent"] += 1
+        client.sendMessage(payload)
+    return done
 
 
 def main(argv: list[str]) -> None:
