@@ -88,8 +88,9 @@ function resume() {
 }
 
 function receive(m) {
-  var p = pending[m.id]; /* reply, error, or chat.send's event */
-  if (p) { delete pending[m.id]; if (m.type == "error") return p[1](m); p[0](m.result || m); if (m.result) return; }
+  var p = pending[m.id]; /* reply, error or sent event */
+  if (p) { delete pending[m.id]; m.type == "error" ? p[1](m) : p[0](m.result || m); }
+  if (m.type == "reply" || m.type == "error") return;
   if (m.type == "welcome") {
     ready = true; fails = 0; backoff = 1000;
     remember(m.token, api.tokenDays);
