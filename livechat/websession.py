@@ -616,8 +616,8 @@ def readJSON(request: server.Request, limit: int) -> Any:
     if not raw.strip():
         return {}
     try:
-        return jsontext.loads(raw.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
+        return jsontext.loads(raw)
+    except ValueError:  # bad JSON, or bad UTF-8 (a UnicodeDecodeError)
         raise SessionError(400, "bad_request", "the body is not JSON") from None
 
 

@@ -446,8 +446,8 @@ class AgentWebSocket(ChannelSocket, WebSocketServerProtocol):
             self.sendClose(CLOSE_PROTOCOL, "text (JSON) messages only")
             return
         try:
-            request = jsontext.loads(payload.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
+            request = jsontext.loads(payload)
+        except ValueError:  # bad JSON, or bad UTF-8 (a UnicodeDecodeError)
             self._protocolError(None, "a message is a JSON object")
             return
         if not isinstance(request, dict):

@@ -310,8 +310,8 @@ class _AsyncJSON(resource.Resource):
         if size > limit:
             raise WebRefused("too_large", f"a request has at most {limit} bytes", 413)
         try:
-            return jsontext.loads(content.read(limit).decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
+            return jsontext.loads(content.read(limit))
+        except ValueError:  # bad JSON, or bad UTF-8 (a UnicodeDecodeError)
             raise WebRefused("bad_request", "the body is not JSON", 400) from None
 
     def render_OPTIONS(self, request: server.Request) -> bytes:
