@@ -35,7 +35,7 @@ from livechat.core.errors import CoreError
 from livechat.interfaces import IChannel
 from livechat.protocols.webcalls import Visitor, error
 from livechat.protocols.webpolicy import WebRefused, parseLicence
-from livechat.protocols.wsbuffer import CLOSE_SERVER, ChannelSocket
+from livechat.protocols.wsbuffer import CLOSE_SERVER, UNMASK_NATIVE, ChannelSocket
 
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_FORBIDDEN = 4003
@@ -57,7 +57,8 @@ def accelerationReport() -> str:
     state = "in use" if USES_NVX else ("available but switched off" if HAS_NVX else "not built")
     return (
         f"WebSocket: autobahn {autobahn.__version__}, native acceleration (NVX) {state}: "
-        f"UTF-8 validator {validator}, XOR masker {maskerModule}"
+        f"UTF-8 validator {validator}, XOR masker {maskerModule} "
+        f"(payloads from {UNMASK_NATIVE} bytes; smaller ones are one integer XOR)"
     )
 
 

@@ -12,6 +12,7 @@ import collections
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.websocket.xormasker import create_xor_masker
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
@@ -27,6 +28,30 @@ _encode = jsontext.encoder(compact=True, ensureAscii=False)
 def encode(message: dict[str, Any]) -> bytes:
     """One JSON message as the WebSockets send it (one encoder for all of them)."""
     return _encode(message).encode("utf-8")
+
+
+UNMASK_NATIVE = 2048
+"""Payload chunks from this size on are unmasked by Autobahn's masker (NVX's SIMD)."""
+
+
+def unmask(data: bytes, mask: bytes, offset: int) -> bytes:
+    """
+    C{data}, a piece of a client's frame payload that starts C{offset} bytes
+    into it, XORed with the frame's 4-byte C{mask} (RFC 6455, 5.3).
+
+    Below L{UNMASK_NATIVE} bytes this is one XOR of two integers, about five
+    times cheaper than making Autobahn's native masker for the frame (the
+    usual chat message is a hundred bytes); above, the native masker's SIMD
+    wins.
+    """
+    shift = offset & 3
+    if shift:
+        mask = mask[shift:] + mask[:shift]
+    n = len(data)
+    if n >= UNMASK_NATIVE:
+        return bytes(create_xor_masker(mask, n).process(data))
+    key = (mask * (n // 4 + 1))[:n]
+    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
 
 
 @implementer(IPushProducer)
@@ -52,6 +77,22 @@ class BoundedSender:
         """Say (log) that the reader is cut off with C{queued} bytes waiting."""
 
     # -- Autobahn's per-message path, without the parts we do not use --------------
+
+    applyMask = False
+    """
+    Autobahn makes a native masker object per incoming frame when this is
+    set (the protocol keeps a class value over the factory's); we unmask in
+    L{onFrameData} instead.
+    """
+
+    def onFrameData(self, payload: bytes) -> bool | None:
+        # Autobahn has counted the payload (its null masker's pointer is
+        # past this piece) but left it masked.
+        this: Any = self
+        mask = this.current_frame.mask
+        if mask is not None and payload:
+            payload = unmask(payload, mask, this.current_frame_masker.pointer() - len(payload))
+        return super().onFrameData(payload)  # type: ignore[misc,no-any-return]
 
     def dataReceived(self, data: bytes) -> None:
         # Autobahn's own formats a debug line (with its colour helpers) for
