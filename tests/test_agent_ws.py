@@ -364,6 +364,31 @@ class AgentWebSocketTests(AgentMixin, unittest.TestCase):
         self.assertEqual(code, 1009)
 
     @defer.inlineCallbacks
+    def test_sendsPastTheReadLimit(self) -> Any:
+        """
+        AGENT_MAX_MESSAGE_BYTES bounds what the agent sends, not what it is
+        sent: a welcome listing more visitors than that many bytes hold, and
+        a history answer as long, arrive whole.
+        """
+        self.agentFront.settings = attr.evolve(self.agentSettings, maxMessageBytes=1024)
+        self.serveAll()
+        yield self.agentOperator("anna")
+        for i in range(12):
+            yield self.core.pageView(
+                100, f"visitor-{i:04d}", url=SITE + "/shop/" + "p" * 100, title="Shop"
+            )
+        agent, welcome = yield self.agent("anna")
+        self.assertEqual(len(welcome["visitors"]), 12)
+        self.assertGreater(len(json.dumps(welcome)), 1024 * 2)
+        visitor = yield self.visitor("visitor-0000")
+        chatId = yield self.chatting(agent, visitor, "x" * 400)
+        for _ in range(4):
+            yield visitor.ask("chat.send", chatId=chatId, text="y" * 400)
+        answer = yield agent.ask("transcript", chatId=chatId)
+        self.assertEqual(answer["type"], "reply", answer)
+        self.assertGreater(len(json.dumps(answer)), 1024 * 2)
+
+    @defer.inlineCallbacks
     def test_rateLimit(self) -> Any:
         """
         One operator's requests over all their sockets: AGENT_BURST at once

@@ -362,6 +362,45 @@ class RealSocketMixin(WebMixin):
         self.assertEqual(code, 1009)
 
     @defer.inlineCallbacks
+    def test_sendsPastTheReadLimit(self) -> Any:
+        """
+        WEB_MAX_MESSAGE_BYTES bounds what a visitor sends, not what it is
+        sent: an agent's message larger than that reaches the visitor, plain
+        and through permessage-deflate (larger than the limit compressed).
+        """
+        import random
+
+        from autobahn.websocket.compress import (
+            PerMessageDeflateOffer,
+            PerMessageDeflateResponseAccept,
+        )
+
+        self.front.settings = attr.evolve(self.front.settings, maxMessageBytes=1024, deflate=True)
+        op = yield self.operator(nick="anna")
+        agent, achan = yield self.connectOperator(op)
+        url = self.serve()
+        plain = yield self.hello(url)
+        deflated = yield self.hello(
+            url,
+            "visitor-0002",
+            perMessageCompressionOffers=[PerMessageDeflateOffer()],
+            perMessageCompressionAccept=PerMessageDeflateResponseAccept,
+        )
+        self.assertIsNotNone(deflated._perMessageCompress)
+        text = "".join(random.Random(7).choices("abcdefghijklmnopqrstuvwxyz0123456789", k=3000))
+        for tab in (plain, deflated):
+            chatId = reply((yield tab.ask("chat.request", name="Vera", message="Hi")))["chatId"]
+            yield achan.next(isType("chat.offered", chatId=chatId))
+            yield agent.accept(chatId)
+            yield tab.next(isEvent("JoinEvent", chatId))
+            before = tab.trafficStats.incomingOctetsWebSocketLevel
+            yield agent.send(chatId, text)
+            got = yield tab.next(isEvent("ContentEvent", chatId, message=text))
+            self.assertEqual(got["event"]["message"], text)
+            # On the wire (compressed, for the second) it was over the limit.
+            self.assertGreater(tab.trafficStats.incomingOctetsWebSocketLevel - before, 1024)
+
+    @defer.inlineCallbacks
     def test_heartbeat(self) -> Any:
         """
         The server pings an idle socket every WEB_PING_INTERVAL; a client

@@ -133,3 +133,35 @@ class ServerTests(unittest.TestCase):
         close = transport.value()
         self.assertEqual(close[:1], b"\x88")
         self.assertEqual(struct.unpack("!H", close[2:4])[0], 1007)
+
+    def test_framingEdges(self) -> None:
+        """
+        What we frame ourselves is what RFC 6455 says at each length edge
+        (7-bit, 16-bit and 64-bit lengths), text and binary, unmasked, and
+        counted in Autobahn's traffic figures.
+        """
+        for size in (0, 125, 126, 0xFFFF, 0x10000):
+            for isBinary in (False, True):
+                protocol, transport = self.connect()
+                payload = os.urandom(size)
+                protocol.sendMessage(payload, isBinary)
+                wire = transport.value()
+                self.assertEqual(wire[0], 0x82 if isBinary else 0x81)
+                if size <= 125:
+                    self.assertEqual(wire[1], size)
+                    head = 2
+                elif size <= 0xFFFF:
+                    self.assertEqual(wire[1], 126)
+                    self.assertEqual(struct.unpack("!H", wire[2:4])[0], size)
+                    head = 4
+                else:
+                    self.assertEqual(wire[1], 127)
+                    self.assertEqual(struct.unpack("!Q", wire[2:10])[0], size)
+                    head = 10
+                self.assertEqual(wire[head:], payload, (size, isBinary))
+                stats = protocol.trafficStats
+                self.assertEqual(
+                    (stats.outgoingWebSocketMessages, stats.outgoingOctetsAppLevel),
+                    (1, size),
+                )
+                self.assertEqual(stats.outgoingOctetsWireLevel, len(wire))
