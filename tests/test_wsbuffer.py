@@ -125,14 +125,25 @@ class ServerTests(unittest.TestCase):
         protocol.dataReceived(frame(9, b"are you there", b"\x01\x02\x03\x04"))
         self.assertEqual(transport.value(), b"\x8a\x0dare you there")
 
-    def test_badUTF8StillRefused(self) -> None:
-        """Autobahn still checks the unmasked text: bad UTF-8 fails with 1007."""
+    def test_badUTF8Refused(self) -> None:
+        """
+        A text message that is not UTF-8 (a bad byte, a code point cut off at
+        the end, an encoded surrogate) fails the connection with 1007; a
+        code point split across two frames is fine.
+        """
+        for bad in (b"ok \xff", b"ok \xc5", b"\xed\xa0\x80"):
+            protocol, transport = self.connect()
+            protocol.dataReceived(frame(1, bad, os.urandom(4)))
+            self.assertEqual(protocol.received, [])
+            close = transport.value()
+            self.assertEqual(close[:1], b"\x88", bad)
+            self.assertEqual(struct.unpack("!H", close[2:4])[0], 1007, bad)
         protocol, transport = self.connect()
-        protocol.dataReceived(frame(1, b"ok \xff", os.urandom(4)))
-        self.assertEqual(protocol.received, [])
-        close = transport.value()
-        self.assertEqual(close[:1], b"\x88")
-        self.assertEqual(struct.unpack("!H", close[2:4])[0], 1007)
+        text = "łódź".encode()
+        protocol.dataReceived(frame(1, text[:1], os.urandom(4), fin=False))
+        protocol.dataReceived(frame(0, text[1:], os.urandom(4)))
+        self.assertEqual(protocol.received, [(text, False)])
+        self.assertEqual(transport.value(), b"")
 
     def test_framingEdges(self) -> None:
         """

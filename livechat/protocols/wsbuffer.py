@@ -166,13 +166,30 @@ class BoundedSender:
         finally:
             this.maxMessagePayloadSize = limit
 
+    utf8validateIncoming = False
+    """
+    Autobahn validates text incrementally, through a native validator's
+    Python wrapper, on every frame; we check a text message once it is
+    whole, in L{onMessageEnd} (one C decode; messages are bounded by
+    maxMessagePayloadSize anyway).
+    """
+
     def onMessageEnd(self) -> None:
         # IWebSocketChannel.onMessageEnd.  Autobahn's also fires the
         # protocol's "message" observers, a gathered Deferred per message;
         # we register none, and keep no timings.
         this: Any = self
         if not this.failedByMe:
-            this._onMessage(b"".join(this.message_data), this.message_is_binary)
+            payload = b"".join(this.message_data)
+            this.message_data = None
+            if not this.message_is_binary:
+                try:
+                    payload.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    # RFC 6455 8.1: fail the connection, 1007.
+                    this._invalid_payload(f"invalid UTF-8 in a text message at octet {e.start}")
+                    return
+            this._onMessage(payload, this.message_is_binary)
         this.message_data = None
 
     def registerAsProducer(self) -> None:
