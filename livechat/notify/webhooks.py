@@ -433,17 +433,14 @@ class WebhookService(service.Service):
 
     def stored(self, licence: int, events: Any = ()) -> None:
         """The core stored chat events of C{licence} (apps want them)."""
-        # Every message of a busy licence lands here.  When a pass over it
-        # is coming already (one running, or the timer set no later than a
-        # kick would set it), a kick would change nothing: skip its clock
-        # reads and timer checks.
-        if licence in self._dirty:
-            if self._passing is not None:
-                self._again = True
-                return
-            timer, last = self._timer, self._lastPass
-            if timer is not None and last is not None and timer.getTime() <= last + PASS_GAP:
-                return
+        # Every message of a busy licence lands here.  A licence is in
+        # _dirty only once a kick took it since the last pass began, and
+        # that kick either marked the running pass to go again or set the
+        # timer no later than PASS_GAP after the last pass (timers only
+        # ever move earlier, but after a failed pass).  So a pass for it is
+        # coming: nothing to do.
+        if licence in self._dirty and (self._passing is not None or self._timer is not None):
+            return
         self.kick(licence)
 
     def kick(self, licence: int | None = None, full: bool = False) -> None:
