@@ -59,6 +59,11 @@ def accelerationReport() -> str:
     masker = getattr(xormasker, "create_xor_masker", None)
     maskerModule = getattr(masker, "__module__", "pure Python")
     state = "in use" if USES_NVX else ("available but switched off" if HAS_NVX else "not built")
+    if not USES_NVX:
+        return (
+            f"WebSocket: autobahn {autobahn.__version__}, native acceleration (NVX) {state}: "
+            f"frames are unmasked with integer XOR, text checked by Python's decoder"
+        )
     return (
         f"WebSocket: autobahn {autobahn.__version__}, native acceleration (NVX) {state}: "
         f"XOR masker {maskerModule} for payloads from {UNMASK_NATIVE} bytes (smaller "
