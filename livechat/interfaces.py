@@ -214,6 +214,23 @@ class ILicenceStore(Interface):
     def createGroup(name, description=""):
         """@return: Deferred firing with the new L{livechat.model.Group}."""
 
+    def updateGroup(group_id, name=None, description=None):
+        """
+        Rename a group and/or change its description (C{None}: unchanged).
+
+        @return: Deferred firing with the L{livechat.model.Group}; fails with
+            L{livechat.storage.errors.NotFound} or, for a name another group
+            has, L{livechat.storage.errors.Conflict}.
+        """
+
+    def deleteGroup(group_id):
+        """
+        Remove a group, its members and its own settings.
+
+        @return: Deferred firing with C{None}; fails with C{NotFound}, or
+            with C{Conflict} while chats wait in the group's queue.
+        """
+
     def listGroups():
         """@return: Deferred firing with the groups, by name."""
 

@@ -198,6 +198,58 @@ class ApiTests(ApiNodeMixin, unittest.TestCase):
         self.assertEqual(mine["number"], 333333)
 
     @defer.inlineCallbacks
+    def test_groupRenameAndDelete(self) -> Any:
+        """
+        PATCH renames a group (409 onto another's name, 400 for an empty
+        one); DELETE removes it with its office hours (204, then 404), but
+        answers 409 while a chat waits in its queue.
+        """
+        key = yield self.licenceWithKey(444444)
+        code, sales = yield self.call("POST", "/groups", key, {"name": "Sales"})
+        self.assertEqual(code, 201, sales)
+        code, _ = yield self.call("POST", "/groups", key, {"name": "Billing"})
+        self.assertEqual(code, 201)
+        path = f"/groups/{sales['id']}"
+        code, office = yield self.call("PATCH", path + "/office", key, {"switch": "closed"})
+        self.assertEqual((code, office["switch"]), (200, "closed"), office)
+        code, changed = yield self.call("PATCH", path, key, {"name": "Shop", "description": "d"})
+        self.assertEqual(code, 200, changed)
+        self.assertEqual((changed["name"], changed["description"]), ("Shop", "d"))
+        for body, status in (
+            ({"name": "BILLING"}, 409),
+            ({"name": "  "}, 400),
+            ({"name": 5}, 400),
+            ({"colour": "red"}, 400),
+        ):
+            code, answer = yield self.call("PATCH", path, key, body)
+            self.assertEqual(code, status, (body, answer))
+        code, listed = yield self.call("GET", "/groups", key)
+        self.assertEqual([g["name"] for g in listed["items"]], ["Billing", "Shop"])
+
+        chat, _, _ = yield self.store.forLicence(444444).createChat(
+            kind=ChatKind.VISITOR,
+            status=ChatStatus.QUEUED,
+            visitor_id="visitor-q",
+            group_id=sales["id"],
+        )
+        code, answer = yield self.call("DELETE", path, key)
+        self.assertEqual((code, answer["error"]), (409, "conflict"), answer)
+        yield self.store.forLicence(444444).appendEvents(
+            chat.id, [], update={"status": ChatStatus.CLOSED}
+        )
+        code, answer = yield self.call("DELETE", path, key)
+        self.assertEqual(code, 204, answer)
+        for method, sub in (("GET", ""), ("GET", "/office"), ("DELETE", ""), ("PATCH", "")):
+            code, _ = yield self.call(method, path + sub, key, {} if method == "PATCH" else None)
+            self.assertEqual(code, 404, (method, sub))
+        self.assertIsNone(
+            (yield self.store.forLicence(444444).getSetting(f"office.switch.{sales['id']}"))
+        )
+        code, again = yield self.call("POST", "/groups", key, {"name": "Shop"})
+        self.assertEqual(code, 201)
+        self.assertNotEqual(again["id"], sales["id"])
+
+    @defer.inlineCallbacks
     def test_subscriptionSeats(self) -> Any:
         """A subscription is logged as NEW_OPERATOR_SUBSCRIPTION and its seats decide logins."""
         from livechat.auth import LoginRefused, login

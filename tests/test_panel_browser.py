@@ -189,6 +189,42 @@ class PanelBrowserTests(NodeMixin, unittest.TestCase):
         page.assertNoErrors(console=False)
 
     @defer.inlineCallbacks
+    def test_groupRenamedAndDeleted(self) -> Any:
+        """
+        A group is renamed from its card; deleting it is refused with the
+        server's reason while a chat waits in its queue, and done once the
+        chat has ended.
+        """
+        from livechat.model import ChatKind, ChatStatus
+
+        store = self.node.parts.store.forLicence(LICENCE)
+        sales = yield store.createGroup("Sales")
+        chat, _, _ = yield store.createChat(
+            kind=ChatKind.VISITOR, status=ChatStatus.QUEUED, visitor_id="v-q", group_id=sales.id
+        )
+        browser = yield Browser.launch(self)
+        page = yield self.loggedIn(browser)
+        yield page.waitForSelector("#main[data-section=operators]")
+        yield page.click("#nav a[href='#groups']")
+        card = f"form[data-group='{sales.id}']"
+        yield page.waitForSelector(card)
+        yield page.fill(f"{card} input[name=name]", "Shop")
+        yield page.click(f"{card} button[type=submit]")
+        yield page.waitForSelector("#status:has-text('Group Shop saved')")
+        self.assertEqual([g.name for g in (yield store.listGroups())], ["Shop"])
+
+        yield page.evaluate("window.confirm = () => true")
+        yield page.click(f"{card} button[name=delete]")
+        yield page.waitForSelector("#status:has-text('waiting')")
+        self.assertTrue((yield store.groupExists(sales.id)))
+        yield store.appendEvents(chat.id, [], update={"status": ChatStatus.CLOSED})
+        yield page.click(f"{card} button[name=delete]")
+        yield page.waitForSelector("#status:has-text('Group Shop deleted')")
+        yield page.waitForSelector("#main[data-section=groups] p.muted:has-text('No groups yet')")
+        self.assertFalse((yield store.groupExists(sales.id)))
+        page.assertNoErrors(console=False)
+
+    @defer.inlineCallbacks
     def test_everySection(self) -> Any:
         """
         Every section opens from the menu with its heading and no script

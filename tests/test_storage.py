@@ -304,6 +304,51 @@ class StoreTestsMixin(DialectMixin):
         yield self.assertFailure(ls.setGroupMembers(999, [1]), NotFound)
 
     @defer.inlineCallbacks
+    def test_groupRenameAndDelete(self) -> Any:
+        """
+        A group is renamed (not onto another's name, in any case), and
+        deleted with its members and its own settings, but not while a chat
+        waits in its queue; its id is not given again.
+        """
+        from livechat.model import ChatKind, ChatStatus
+
+        store = yield self.openStore()
+        yield store.createLicence(Licence(number=1))
+        ls = store.forLicence(1)
+        sales = yield ls.createGroup("Sales", "the sales team")
+        billing = yield ls.createGroup("Billing")
+        renamed = yield ls.updateGroup(sales.id, name=" Shop ")
+        self.assertEqual((renamed.name, renamed.description), ("Shop", "the sales team"))
+        renamed = yield ls.updateGroup(sales.id, description="")
+        self.assertEqual((renamed.name, renamed.description), ("Shop", ""))
+        yield ls.updateGroup(sales.id, name="SHOP")  # its own name, another case
+        yield self.assertFailure(ls.updateGroup(sales.id, name="billing"), Conflict)
+        yield self.assertFailure(ls.updateGroup(sales.id, name=" "), ValueError)
+        yield self.assertFailure(ls.updateGroup(999, name="x"), NotFound)
+        self.assertEqual([g.name for g in (yield ls.listGroups())], ["Billing", "SHOP"])
+
+        yield ls.setGroupMembers(sales.id, [1, 2])
+        yield ls.setGroupMembers(billing.id, [2])
+        yield ls.setSetting(f"office.switch.{sales.id}", "closed")
+        yield ls.setSetting(f"office.switch.{billing.id}", "open")
+        chat, _, _ = yield ls.createChat(
+            kind=ChatKind.VISITOR, status=ChatStatus.QUEUED, visitor_id="v-1", group_id=sales.id
+        )
+        yield self.assertFailure(ls.deleteGroup(sales.id), Conflict)
+        self.assertTrue((yield ls.groupExists(sales.id)))
+        yield ls.appendEvents(chat.id, [], update={"status": ChatStatus.CLOSED})
+        yield ls.deleteGroup(sales.id)
+        self.assertFalse((yield ls.groupExists(sales.id)))
+        self.assertEqual((yield ls.groupsOf(1)), [])
+        self.assertEqual((yield ls.groupsOf(2)), [billing.id])
+        self.assertIsNone((yield ls.getSetting(f"office.switch.{sales.id}")))
+        self.assertEqual((yield ls.getSetting(f"office.switch.{billing.id}")), "open")
+        self.assertEqual((yield ls.getChat(chat.id)).group_id, sales.id)
+        yield self.assertFailure(ls.deleteGroup(sales.id), NotFound)
+        again = yield ls.createGroup("Shop")
+        self.assertGreater(again.id, billing.id)
+
+    @defer.inlineCallbacks
     def test_settingsAndState(self) -> Any:
         """Settings and server state are upserted; claimState has one winner."""
         store = yield self.openStore()

@@ -29,6 +29,7 @@ from livechat.model import AccountType, ChatKind, ChatStatus, Licence, LicenceTy
 from livechat.notify import outbox, webhooks
 from livechat.storage import Conflict, NotFound, SeatsExhausted, hooks, reports
 from livechat.storage.hooks import STATES, HookStore
+from livechat.storage.settings import GROUP_SETTINGS
 
 ROUTES: list[Route] = []
 
@@ -761,6 +762,64 @@ async def setGroupOperators(ctx: Context, groupId: int) -> Any:
     store = ctx.api.parts.store.forLicence(ctx.licence)
     await store.setGroupMembers(groupId, members)
     return 200, groupJSON(group, await store.groupMembers(groupId))
+
+
+GROUP_PATCH: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "name": GROUP_BODY["properties"]["name"],
+        "description": GROUP_BODY["properties"]["description"],
+    },
+}
+
+
+@route(
+    "PATCH",
+    "/groups/{groupId}",
+    summary="Rename a group or change its description",
+    tag="groups",
+    body=GROUP_PATCH,
+    errors=(409,),
+    ok=(200, "The group", ref("Group")),
+)
+async def patchGroup(ctx: Context, groupId: int) -> Any:
+    body = ctx.json()
+    _only(body, set(GROUP_PATCH["properties"]))
+    await _group(ctx, groupId)
+    name = None
+    if "name" in body:
+        name = _str(body, "name", None, 100).strip()
+        if not name:
+            raise ApiError(400, "bad_request", "name may not be empty")
+    description = _str(body, "description", "", 500) if "description" in body else None
+    store = ctx.api.parts.store.forLicence(ctx.licence)
+    try:
+        group = await store.updateGroup(groupId, name, description)
+    except Conflict as e:
+        raise ApiError(409, "conflict", str(e)) from None
+    return 200, groupJSON(group, await store.groupMembers(groupId))
+
+
+@route(
+    "DELETE",
+    "/groups/{groupId}",
+    summary="Remove a group (refused while chats wait in its queue)",
+    tag="groups",
+    errors=(409,),
+    ok=(204, "Removed", None),
+)
+async def deleteGroup(ctx: Context, groupId: int) -> Any:
+    await _group(ctx, groupId)
+    try:
+        await ctx.api.parts.store.forLicence(ctx.licence).deleteGroup(groupId)
+    except Conflict as e:
+        raise ApiError(409, "conflict", str(e)) from None
+    cache = ctx.api.services.get("settingsCache")
+    if cache is not None:
+        for setting in GROUP_SETTINGS:
+            cache.forget(ctx.licence, f"{setting}.{groupId}")
+    return Raw(b"", "application/json", 204)
 
 
 # -- visitors -----------------------------------------------------------------------------------

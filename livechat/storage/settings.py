@@ -44,6 +44,63 @@ def createGroup_txn(txn: Txn, name: str, description: str, nowMS: int) -> Group:
     return Group(id=newId, name=name, description=description, created_at=nowMS)
 
 
+GROUP_SETTINGS = ("office.hours", "office.switch")
+"""Settings a group may have of its own, named C{<setting>.<group id>}."""
+
+
+def updateGroup_txn(
+    txn: Txn, groupId: int, name: str | None = None, description: str | None = None
+) -> Group:
+    """Rename a group and/or change its description; the group as it is now."""
+    row = txn.queryOne(
+        "SELECT id, name, description, created_at FROM {op_groups} WHERE id = ?", (groupId,)
+    )
+    if row is None:
+        raise NotFound(f"group {groupId} does not exist")
+    group = _groupFromRow(row)
+    if name is not None:
+        name = name.strip()
+        if not name:
+            raise ValueError("a group needs a name")
+        key = name.casefold()
+        if txn.queryOne("SELECT 1 FROM {op_groups} WHERE name_key = ? AND id <> ?", (key, groupId)):
+            raise Conflict(f"group {name!r} exists already")
+        txn.execute(
+            "UPDATE {op_groups} SET name = ?, name_key = ? WHERE id = ?", (name, key, groupId)
+        )
+    if description is not None:
+        txn.execute("UPDATE {op_groups} SET description = ? WHERE id = ?", (description, groupId))
+    return Group(
+        id=group.id,
+        name=group.name if name is None else name,
+        description=group.description if description is None else description,
+        created_at=group.created_at,
+    )
+
+
+def deleteGroup_txn(txn: Txn, groupId: int) -> None:
+    """
+    Remove a group, its members and its own settings.  Refused (L{Conflict})
+    while chats wait in its queue: nobody would be offered them.  Chats it
+    had keep its id (reports, transcripts); ids are never given again.
+    """
+    if txn.queryOne("SELECT 1 FROM {op_groups} WHERE id = ?", (groupId,)) is None:
+        raise NotFound(f"group {groupId} does not exist")
+    waiting = txn.queryOne(
+        "SELECT COUNT(*) FROM {chats} WHERE group_id = ? AND status IN (?, ?)",
+        (groupId, "requested", "queued"),
+    )
+    if waiting and int(waiting[0]):
+        raise Conflict(
+            f"group {groupId} has {int(waiting[0])} chat(s) waiting; "
+            "they must be taken or end before the group goes"
+        )
+    txn.execute("DELETE FROM {group_members} WHERE group_id = ?", (groupId,))
+    txn.execute("DELETE FROM {op_groups} WHERE id = ?", (groupId,))
+    for setting in GROUP_SETTINGS:
+        txn.execute("DELETE FROM {settings} WHERE name = ?", (f"{setting}.{groupId}",))
+
+
 def listGroups_txn(txn: Txn) -> list[Group]:
     rows = txn.query("SELECT id, name, description, created_at FROM {op_groups} ORDER BY name_key")
     return [_groupFromRow(r) for r in rows]

@@ -467,6 +467,14 @@ class SqlLicenceStore:
             "create group", settings.createGroup_txn, name, description, _nowMS(self._clock)
         )
 
+    def updateGroup(
+        self, group_id: int, name: str | None = None, description: str | None = None
+    ) -> defer.Deferred[Group]:
+        return self._run("update group", settings.updateGroup_txn, group_id, name, description)
+
+    def deleteGroup(self, group_id: int) -> defer.Deferred[None]:
+        return self._run("delete group", settings.deleteGroup_txn, group_id)
+
     def listGroups(self) -> defer.Deferred[list[Group]]:
         return self._run("list groups", settings.listGroups_txn)
 

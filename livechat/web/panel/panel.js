@@ -281,13 +281,23 @@
         var boxes = ops.map(function (o) {
           return check(o.nick, h("input", { type: "checkbox", value: o.id, checked: g.operators.indexOf(o.id) >= 0 }));
         });
-        var form = h("form.card", { onsubmit: function (e) {
+        var gname = h("input", { name: "name", required: true, maxLength: 100, value: g.name });
+        var gdesc = h("input", { name: "description", maxLength: 500, value: g.description });
+        var form = h("form.card", { "data-group": g.id, onsubmit: function (e) {
           e.preventDefault();
           var ids = [].slice.call(form.querySelectorAll("input:checked")).map(function (i) { return +i.value; });
-          api("PUT", "/groups/" + g.id + "/operators", { operators: ids }).then(function () { say("Members of " + g.name + " saved."); }, failed);
-        } }, h("h2", g.name + " (group " + g.id + ")"), g.description ? h("p.muted", g.description) : null,
+          api("PATCH", "/groups/" + g.id, { name: gname.value.trim(), description: gdesc.value }).then(function () {
+            return api("PUT", "/groups/" + g.id + "/operators", { operators: ids });
+          }).then(function () { say("Group " + gname.value.trim() + " saved."); route(); }, failed);
+        } }, h("h2", g.name + " (group " + g.id + ")"),
+          h("div.row", field("Name", gname), field("Description", gdesc)),
           h("fieldset", h("legend", "Members"), boxes),
-          h("div.toolbar", h("button.primary", { type: "submit", text: "Save members" }), h("a", { href: "#office/" + g.id, text: "Office hours of " + g.name })));
+          h("div.toolbar", h("button.primary", { type: "submit", text: "Save group" }), h("a", { href: "#office/" + g.id, text: "Office hours of " + g.name }),
+            h("button.danger", { type: "button", name: "delete", text: "Delete group", onclick: function () {
+              if (confirm("Delete the group " + g.name + "? Its members and office hours go; pages that send chats to group " + g.id + " get an error.")) {
+                api("DELETE", "/groups/" + g.id).then(function () { say("Group " + g.name + " deleted."); route(); }, failed);
+              }
+            } })));
         add(main, [form, h("br")]);
       });
       var name = h("input", { required: true, maxLength: 100 }), desc = h("input", { maxLength: 500 });
