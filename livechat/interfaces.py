@@ -258,11 +258,12 @@ class ILicenceStore(Interface):
         @return: Deferred firing with the event's id.
         """
 
-    def events(since_id=0, limit=100):
+    def events(since_id=0, limit=100, event=None, chat_id=None):
         """
         @return: Deferred firing with up to C{limit} events after
             C{since_id}, oldest first, as C{(id, created_at, event, chat_id,
-            payload)} tuples.
+            payload)} tuples; only those named C{event}, only those of chat
+            C{chat_id}, when given.
         """
 
     def createChat(**fields):

@@ -250,6 +250,41 @@ class ApiTests(ApiNodeMixin, unittest.TestCase):
         self.assertNotEqual(again["id"], sales["id"])
 
     @defer.inlineCallbacks
+    def test_eventsFiltered(self) -> Any:
+        """
+        GET /events takes event= and chat= (together too), pages with
+        after= within the filter, and refuses a malformed filter with 400.
+        """
+        key = yield self.licenceWithKey(555555)
+        ls = self.store.forLicence(555555)
+        logged = []
+        for name, chat in (
+            ("CHAT_STARTED", 1),
+            ("OPERATOR_STATUS", None),
+            ("CHAT_STARTED", 2),
+            ("CHAT_CLOSED", 1),
+            ("CHAT_STARTED", 3),
+        ):
+            logged.append((yield ls.logEvent(name, {"n": len(logged)}, chat)))
+
+        @defer.inlineCallbacks
+        def ids(query: str) -> Any:
+            code, page = yield self.call("GET", "/events?" + query, key)
+            self.assertEqual(code, 200, (query, page))
+            return [e["id"] for e in page["items"]]
+
+        self.assertEqual((yield ids("limit=500")), logged)
+        self.assertEqual((yield ids("event=CHAT_STARTED")), [logged[0], logged[2], logged[4]])
+        self.assertEqual((yield ids("chat=1")), [logged[0], logged[3]])
+        self.assertEqual((yield ids("chat=1&event=CHAT_CLOSED")), [logged[3]])
+        self.assertEqual((yield ids("event=CHAT_STARTED&limit=1")), [logged[0]])
+        self.assertEqual((yield ids(f"event=CHAT_STARTED&limit=1&after={logged[0]}")), [logged[2]])
+        self.assertEqual((yield ids("event=NOTHING_LIKE_IT")), [])
+        for bad in ("event=a%20b", "event=" + "A" * 65, "chat=0", "chat=x"):
+            code, answer = yield self.call("GET", "/events?" + bad, key)
+            self.assertEqual((code, answer["error"]), (400, "bad_request"), bad)
+
+    @defer.inlineCallbacks
     def test_subscriptionSeats(self) -> Any:
         """A subscription is logged as NEW_OPERATOR_SUBSCRIPTION and its seats decide logins."""
         from livechat.auth import LoginRefused, login

@@ -225,6 +225,35 @@ class PanelBrowserTests(NodeMixin, unittest.TestCase):
         page.assertNoErrors(console=False)
 
     @defer.inlineCallbacks
+    def test_eventLogFiltered(self) -> Any:
+        """The event log's filter keeps one event's rows, then one chat's."""
+        store = self.node.parts.store.forLicence(LICENCE)
+        for name, chat in (("CHAT_STARTED", 7), ("CHAT_CLOSED", 7), ("CHAT_STARTED", 8)):
+            yield store.logEvent(name, {}, chat)
+        browser = yield Browser.launch(self)
+        page = yield self.loggedIn(browser)
+        yield page.waitForSelector("#main[data-section=operators]")
+        yield page.click("#nav a[href='#events']")
+        rows = "#main[data-section=events] tbody tr"
+        yield waitUntil(page, f"document.querySelectorAll('{rows}').length == 3")
+        yield page.fill("#events-filter input[name=event]", "chat_started")
+        yield page.click("#events-filter button[type=submit]")
+        yield waitUntil(page, f"document.querySelectorAll('{rows}').length == 2")
+        events = yield page.evaluate(
+            f"[...document.querySelectorAll('{rows} td:nth-child(3)')].map(td => td.textContent)"
+        )
+        self.assertEqual(events, ["CHAT_STARTED", "CHAT_STARTED"])
+        yield page.fill("#events-filter input[name=chat]", "8")
+        yield page.click("#events-filter button[type=submit]")
+        yield waitUntil(page, f"document.querySelectorAll('{rows}').length == 1")
+        chats = yield page.evaluate(
+            f"[...document.querySelectorAll('{rows} td:nth-child(4)')].map(td => td.textContent)"
+        )
+        self.assertEqual(chats, ["8"])
+        self.assertEqual((yield page.evaluate("location.hash")), "#events/filter/CHAT_STARTED/8")
+        page.assertNoErrors(console=False)
+
+    @defer.inlineCallbacks
     def test_everySection(self) -> Any:
         """
         Every section opens from the menu with its heading and no script

@@ -1445,12 +1445,21 @@ async def replayDeliveries(ctx: Context) -> Any:
     "/events",
     summary="The licence's event log (the seed's RPC events)",
     tag="events",
-    query=(LIMIT, AFTER),
+    query=(
+        LIMIT,
+        AFTER,
+        q("event", {"type": "string", "maxLength": 64}, "only this event (CHAT_STARTED, ...)"),
+        q("chat", {"type": "integer", "minimum": 1}, "only the events of this chat"),
+    ),
     ok=(200, "Events by id", page("Event")),
 )
 async def listEvents(ctx: Context) -> Any:
     limit, after = ctx.limit(), ctx.intArg("after", 0) or 0
-    rows = await ctx.api.parts.store.forLicence(ctx.licence).events(after, limit)
+    event = ctx.arg("event") or None
+    if event is not None and (len(event) > 64 or not event.replace("_", "").isalnum()):
+        raise ApiError(400, "bad_request", "event is an event's name, such as CHAT_STARTED")
+    chat = ctx.intArg("chat", None, 1)
+    rows = await ctx.api.parts.store.forLicence(ctx.licence).events(after, limit, event, chat)
     items = [
         {"id": r[0], "createdAt": r[1], "event": r[2], "chatId": r[3], "fields": r[4]} for r in rows
     ]

@@ -135,12 +135,20 @@ def logEvent_txn(
 
 
 def events_txn(
-    txn: Txn, sinceId: int, limit: int
+    txn: Txn, sinceId: int, limit: int, event: str | None = None, chatId: int | None = None
 ) -> list[tuple[int, int, str, int | None, dict[str, Any]]]:
+    """Events after C{sinceId} by id; only C{event}'s, only C{chatId}'s when given."""
+    where, args = ["id > ?"], [sinceId]
+    if event is not None:
+        where.append("event = ?")
+        args.append(event)
+    if chatId is not None:
+        where.append("chat_id = ?")
+        args.append(chatId)
     rows = txn.query(
         "SELECT id, created_at, event, chat_id, payload FROM {event_log} "
-        "WHERE id > ? ORDER BY id LIMIT ?",
-        (sinceId, limit),
+        f"WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
+        (*args, limit),
     )
     return [
         (int(r[0]), int(r[1]), r[2], None if r[3] is None else int(r[3]), json.loads(r[4]))

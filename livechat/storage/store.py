@@ -499,8 +499,14 @@ class SqlLicenceStore:
             "log event", settings.logEvent_txn, event, payload, chat_id, _nowMS(self._clock)
         )
 
-    def events(self, since_id: int = 0, limit: int = 100) -> defer.Deferred[list[Any]]:
-        return self._run("events", settings.events_txn, since_id, limit)
+    def events(
+        self,
+        since_id: int = 0,
+        limit: int = 100,
+        event: str | None = None,
+        chat_id: int | None = None,
+    ) -> defer.Deferred[list[Any]]:
+        return self._run("events", settings.events_txn, since_id, limit, event, chat_id)
 
     # -- chats ----------------------------------------------------------------------
 

@@ -631,8 +631,20 @@
   RENDER.events = function (main, args) {
     var kind = args[0] == "account" ? "account" : "chat";
     var body = h("tbody"), more = h("button", { type: "button", text: "More", hidden: true }), after = 0;
+    /* #events/filter/<event>/<chat id>: either may be empty */
+    function arg(i) { try { return decodeURIComponent(args[i] || ""); } catch (e) { return ""; } }
+    var only = args[0] == "filter" ? { event: arg(1), chat: arg(2) } : { event: "", chat: "" };
+    var filter = "";
+    if (only.event) filter += "&event=" + encodeURIComponent(only.event);
+    if (only.chat) filter += "&chat=" + encodeURIComponent(only.chat);
+    var eventInput = h("input", { name: "event", maxLength: 64, placeholder: "CHAT_STARTED", value: only.event });
+    var chatInput = h("input", { name: "chat", type: "number", min: 1, value: only.chat });
+    var form = kind == "chat" ? h("form.row", { id: "events-filter", onsubmit: function (e) {
+      e.preventDefault();
+      location.hash = "#events/filter/" + encodeURIComponent(eventInput.value.trim().toUpperCase()) + "/" + chatInput.value;
+    } }, field("Event", eventInput), field("Chat", chatInput), h("div", h("button", { type: "submit", text: "Filter" }))) : null;
     function load() {
-      return api("GET", (kind == "account" ? "/account-events" : "/events") + "?limit=100&after=" + after).then(function (page) {
+      return api("GET", (kind == "account" ? "/account-events" : "/events") + "?limit=100&after=" + after + filter).then(function (page) {
         page.items.forEach(function (e) {
           var fields = Object.keys(e.fields || {}).sort().map(function (k) { return k + "=" + (typeof e.fields[k] == "object" ? JSON.stringify(e.fields[k]) : e.fields[k]); }).join("  ");
           add(body, h("tr", h("td", String(e.id)), h("td", when(e.createdAt)), h("td", e.event),
@@ -647,6 +659,7 @@
     add(main, [h("h1", "Event log"),
       h("div.toolbar", h("a.button", { href: "#events", "aria-current": kind == "chat" ? "true" : null, text: "Chats and presence" }),
         h("a.button", { href: "#events/account", "aria-current": kind == "account" ? "true" : null, text: "Accounts" })),
+      form,
       h("table", h("thead", h("tr", ["#", "When", "Event", "Chat", "Fields"].map(function (t) { return h("th", { scope: "col", text: t }); }))), body),
       h("p", more)]);
     return load();
