@@ -13,7 +13,7 @@ from typing import Any
 import attr
 from argon2 import PasswordHasher as _Argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from twisted.cred import credentials, error, portal
+from twisted.cred import checkers, credentials, error, portal
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
@@ -208,6 +208,7 @@ class OperatorId:
     operator: int
 
 
+@implementer(checkers.ICredentialsChecker)
 class OperatorChecker:
     """
     Check licence + nick + password against the store.
@@ -308,7 +309,10 @@ class LivechatRealm:
         self._store = store
 
     @defer.inlineCallbacks
-    def requestAvatar(self, avatarId: OperatorId, mind: Any, *interfaces: Any) -> Any:
+    def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Any:
+        # Our checker's avatar ids are OperatorIds, not IRealm's usual bytes.
+        if not isinstance(avatarId, OperatorId):
+            raise NotImplementedError("only OperatorId avatar ids are known")
         if IOperatorAvatar not in interfaces:
             raise NotImplementedError("only IOperatorAvatar is offered")
         licence = yield self._store.getLicence(avatarId.licence)
@@ -335,4 +339,10 @@ def login(
     d = thePortal.login(
         LicenceOperatorCredentials(licence, nick, password, address), None, IOperatorAvatar
     )
-    return d.addCallback(lambda result: result[1])
+    return d.addCallback(_avatar)
+
+
+def _avatar(result: Any) -> OperatorAvatar:
+    """The avatar of a portal login's (interface, avatar, logout)."""
+    avatar: OperatorAvatar = result[1]
+    return avatar

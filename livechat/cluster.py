@@ -401,7 +401,7 @@ class RedisPresence:
             return local
         r = self._redis
         cutoff = self._clock.seconds() - self.visitorIdle
-        out = []
+        out: list[Any] = []
         for licence in await r.call("SMEMBERS", r.key("visitor-licences")):
             taken = await r.eval(
                 _EXPIRED_VISITORS,

@@ -160,7 +160,7 @@ class StoreService(service.Service):
     licence.
     """
 
-    name = "store"
+    name = "store"  # type: ignore[assignment]
     _log = Logger()
 
     def __init__(
@@ -281,7 +281,7 @@ class StoreService(service.Service):
 class CoreService(service.Service):
     """Runs the chat core: recovers routing state at start, stops its timers."""
 
-    name = "core"
+    name = "core"  # type: ignore[assignment]
 
     def __init__(self, core: Core) -> None:
         self.core = core

@@ -238,3 +238,29 @@ class RedisOutageTests(BusMixin, unittest.TestCase):
         yield back
         yield a.whenConnected()
         self.assertIn("c", (yield self._subscribedChannels(a)))
+
+
+class EndpointTests(unittest.TestCase):
+    def test_urls(self) -> None:
+        """
+        Each kind of Redis URL gets its endpoint; one without a host means
+        localhost (as redis-cli takes it), not a crash at the first connect.
+        """
+        from twisted.internet.endpoints import (
+            HostnameEndpoint,
+            TCP4ClientEndpoint,
+            TCP6ClientEndpoint,
+            UNIXClientEndpoint,
+        )
+        from twisted.internet.testing import MemoryReactorClock
+
+        from livechat.bus.redis import _endpoint
+
+        r = MemoryReactorClock()
+        self.assertIsInstance(_endpoint(r, "redis://127.0.0.1:6380/0", 5), TCP4ClientEndpoint)
+        self.assertIsInstance(_endpoint(r, "redis://[::1]/0", 5), TCP6ClientEndpoint)
+        self.assertIsInstance(_endpoint(r, "unix:///run/redis.sock", 5), UNIXClientEndpoint)
+        local = _endpoint(r, "redis:///0", 5)
+        self.assertIsInstance(local, HostnameEndpoint)
+        self.assertEqual(local._hostText, "localhost")
+        self.assertEqual(local._port, 6379)

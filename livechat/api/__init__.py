@@ -205,11 +205,12 @@ class ApiResource(resource.Resource):
 
     def render(self, request: server.Request) -> Any:
         upgrade = self.services.get("connectorWebSocket")
+        postpath = request.postpath or []
         if (
             upgrade is not None
-            and len(request.postpath) == 4
-            and request.postpath[0] == b"apps"
-            and request.postpath[2:] == [b"connector", b"ws"]
+            and len(postpath) == 4
+            and postpath[0] == b"apps"
+            and postpath[2:] == [b"connector", b"ws"]
         ):
             # /api/v1/apps/{appId}/connector/ws: the connector's WebSocket.
             return upgrade.render(request)

@@ -131,7 +131,7 @@ def _endpoint(reactor: Any, url: str, timeout: float) -> Any:
     parts = urlsplit(url)
     if parts.scheme == "unix":
         return UNIXClientEndpoint(reactor, parts.path, timeout=timeout)
-    host, port = parts.hostname, parts.port or 6379
+    host, port = parts.hostname or "localhost", parts.port or 6379
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -142,7 +142,7 @@ def _endpoint(reactor: Any, url: str, timeout: float) -> Any:
     if parts.scheme == "rediss":
         from twisted.internet.ssl import optionsForClientTLS
 
-        endpoint = wrapClientTLS(optionsForClientTLS(parts.hostname), endpoint)
+        endpoint = wrapClientTLS(optionsForClientTLS(host), endpoint)
     return endpoint
 
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, cast
 
 import attr
 from twisted.internet import defer, task
@@ -161,7 +161,7 @@ def _deferred(method: Callable[..., Any]) -> Callable[..., defer.Deferred[Any]]:
         if isinstance(result, defer.Deferred):  # the usual case: first, it is cheap
             return result
         if inspect.isawaitable(result):
-            return defer.ensureDeferred(result)
+            return defer.ensureDeferred(cast("Coroutine[Any, Any, Any]", result))
         return defer.succeed(result)
 
     return wrapper
@@ -200,6 +200,11 @@ class _Session:
         self._claims: dict[tuple[int, int], _Claim] = {}
         """Own events whose message answers their request instead (L{_claim})."""
         self.closed = False
+
+    @property
+    def name(self) -> str:
+        """The name others see on this session's events."""
+        raise NotImplementedError
 
     # -- delivery ------------------------------------------------------------------
 
@@ -703,12 +708,14 @@ class Core:
             maxMessageLength=config["MAX_MESSAGE_LENGTH"],
         )
 
-    def background(self, work: Awaitable[Any], what: str) -> defer.Deferred[Any]:
+    def background(
+        self, work: Coroutine[Any, Any, Any] | defer.Deferred[Any], what: str
+    ) -> defer.Deferred[Any]:
         """
         Run C{work} without waiting for it: log if it fails (a refusal,
         CoreError, is only noted), and let C{stop()} wait for it.
         """
-        d = defer.ensureDeferred(work)
+        d: defer.Deferred[Any] = defer.ensureDeferred(work)
 
         def failed(f: Any) -> None:
             if f.check(CoreError):
@@ -718,7 +725,12 @@ class Core:
 
         d.addErrback(failed)
         self._inflight.add(d)
-        d.addBoth(lambda r: (self._inflight.discard(d), r)[1])
+
+        def forget(result: Any) -> Any:
+            self._inflight.discard(d)
+            return result
+
+        d.addBoth(forget)
         return d
 
     def settled(self) -> defer.Deferred[None]:

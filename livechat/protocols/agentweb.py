@@ -164,7 +164,7 @@ def makeCannedHandler(front: AgentFront) -> Any:
     async def handle(request: server.Request, session: Session) -> Any:
         store = front.store.forLicence(session.licence.number)
         me = session.operator
-        rest = [p for p in request.postpath if p]
+        rest = [p for p in request.postpath or [] if p]
         if not rest:
             if request.method == b"GET":
                 found = await store.cannedResponses(me.id)

@@ -294,7 +294,7 @@ class AgentCalls:
         if len(text) < 2:
             raise CoreError("bad_request", "search for at least 2 characters")
         limit = min(_int(r, "limit", optional=True) or 50, SEARCH_LIMIT)
-        chats = await self.core.store.db.runLicence(
+        chats = await self.core.store.db.runLicence(  # type: ignore[attr-defined]  # SqlStore
             s.licence,
             "search transcripts",
             reports.listChats_txn,
@@ -340,7 +340,7 @@ async def operatorsList(core: Core, licence: int) -> list[dict[str, Any]]:
 
 
 @implementer(IChannel, IPushProducer)
-class AgentWebSocket(ChannelSocket, WebSocketServerProtocol):
+class AgentWebSocket(ChannelSocket, WebSocketServerProtocol):  # type: ignore[misc]  # Autobahn
     """One browser tab of a logged-in operator: the L{IChannel} of its session."""
 
     _log = Logger()

@@ -96,7 +96,7 @@ class _Listener:
 
 
 @implementer(IPushProducer)
-class ConnectorWebSocket(BoundedSender, WebSocketServerProtocol):
+class ConnectorWebSocket(BoundedSender, WebSocketServerProtocol):  # type: ignore[misc]  # Autobahn
     """One connection of one app."""
 
     _log = Logger()
@@ -107,7 +107,7 @@ class ConnectorWebSocket(BoundedSender, WebSocketServerProtocol):
         self.appId: int | None = None
         self.keyId = ""
         self.address = ""
-        self._listeners: dict[str, _Listener] = {}
+        self._consumers: dict[str, _Listener] = {}
 
     @property
     def api(self) -> ApiResource:
@@ -172,12 +172,12 @@ class ConnectorWebSocket(BoundedSender, WebSocketServerProtocol):
         consumer = request.get("consumer")
         listener = None
         if isinstance(consumer, str):
-            listener = self._listeners.get(consumer)
+            listener = self._consumers.get(consumer)
             if (
                 listener is None
-                and len(self._listeners) < self.api.services["connector"].maxSessions
+                and len(self._consumers) < self.api.services["connector"].maxSessions
             ):
-                listener = self._listeners[consumer] = _Listener(self, consumer)
+                listener = self._consumers[consumer] = _Listener(self, consumer)
         request = {k: v for k, v in request.items() if k != "consumer"}
         assert self.licence is not None and self.appId is not None
         try:
@@ -216,7 +216,7 @@ class ConnectorWebSocket(BoundedSender, WebSocketServerProtocol):
 
     def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
         self._gone = True
-        self._listeners.clear()
+        self._consumers.clear()
 
 
 def _refusal(reqId: Any, code: str, message: str) -> dict[str, Any]:

@@ -603,7 +603,7 @@ class IwcsProtocol(protocol.Protocol):
     def _answer(self, answer: P.Packet | None, requestId: str | None) -> None:
         if answer is not None:
             if answer.id != requestId:  # type: ignore[attr-defined]
-                answer = attr.evolve(answer, id=requestId)
+                answer = attr.evolve(answer, id=requestId)  # type: ignore[misc]  # attrs subclasses
             self._send(answer)
 
     def _refused(self, failure: Failure, requestId: str | None) -> None:

@@ -91,7 +91,7 @@ def parseResume(value: Any) -> dict[int, int]:
 
 
 @implementer(IChannel, IPushProducer)
-class VisitorWebSocket(ChannelSocket, WebSocketServerProtocol):
+class VisitorWebSocket(ChannelSocket, WebSocketServerProtocol):  # type: ignore[misc]  # Autobahn
     """One tab of a visitor.  It is the L{IChannel} of the visitor's session."""
 
     _log = Logger()

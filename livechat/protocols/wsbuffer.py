@@ -71,6 +71,11 @@ class BoundedSender:
     out at once) the queue may pass the limit.
     """
 
+    # Provided by the WebSocket protocol this mixes into.
+    transport: Any
+    state: int
+    sendClose: Any
+
     _queue: collections.deque[bytes] | None = None
     _queued = 0
     _paused = False

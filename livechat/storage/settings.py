@@ -138,7 +138,8 @@ def events_txn(
     txn: Txn, sinceId: int, limit: int, event: str | None = None, chatId: int | None = None
 ) -> list[tuple[int, int, str, int | None, dict[str, Any]]]:
     """Events after C{sinceId} by id; only C{event}'s, only C{chatId}'s when given."""
-    where, args = ["id > ?"], [sinceId]
+    where: list[str] = ["id > ?"]
+    args: list[Any] = [sinceId]
     if event is not None:
         where.append("event = ?")
         args.append(event)

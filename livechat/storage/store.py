@@ -257,7 +257,9 @@ class SqlStore:
     def listLicences(self) -> defer.Deferred[list[Licence]]:
         return self.db.runGlobal("list licences", accounts.listLicences_txn)
 
-    def updateLicence(self, number: int, /, **changes: Any) -> defer.Deferred[Licence]:
+    def updateLicence(  # type: ignore[override]  # positional: a change may be named so
+        self, number: int, /, **changes: Any
+    ) -> defer.Deferred[Licence]:
         return self.db.runGlobal(
             "update licence", accounts.updateLicence_txn, number, changes, self._now()
         )
@@ -312,7 +314,7 @@ class SqlStore:
     def listOperators(self, licence: int) -> defer.Deferred[list[Operator]]:
         return self.db.runGlobal("list operators", accounts.listOperators_txn, licence)
 
-    def updateOperator(
+    def updateOperator(  # type: ignore[override]  # positional: a change may be named so
         self, licence: int, nick: str, /, **changes: Any
     ) -> defer.Deferred[Operator]:
         return self.db.runGlobal(
