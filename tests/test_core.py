@@ -386,6 +386,31 @@ class RoutingMixin(CoreMixin):
         self.assertEqual(cOther.ofType("chat.offered"), [])
 
     @defer.inlineCallbacks
+    def test_groupDeletedDuringRequest(self) -> Any:
+        """
+        A group deleted between a request's check and its chat's creation:
+        the request is refused (not_found), and no chat waits for the group.
+        """
+        yield self.operator(nick="sales")  # (makes the licence)
+        ls = self.store.forLicence(100)
+        self.assertIs(self.store.forLicence(100), ls)
+        group = yield ls.createGroup("Sales")
+        v, _ = yield self.connectVisitor()
+        check = ls.groupExists
+
+        @defer.inlineCallbacks
+        def existedThenGone(groupId: int) -> Any:
+            existed = yield check(groupId)
+            yield ls.deleteGroup(groupId)
+            return existed
+
+        self.patch(ls, "groupExists", existedThenGone)
+        failure = yield self.assertFailure(v.requestChat(group=group.id, message="hi"), CoreError)
+        self.assertEqual(failure.code, "not_found")
+        waiting = yield ls.chatsByStatus([ChatStatus.REQUESTED, ChatStatus.QUEUED])
+        self.assertEqual(waiting, [])
+
+    @defer.inlineCallbacks
     def test_acceptTimeout(self) -> Any:
         """Not accepted in time: withdrawn from the first operator, offered to the next."""
         a = yield self.operator(nick="ann")

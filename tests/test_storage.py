@@ -308,7 +308,8 @@ class StoreTestsMixin(DialectMixin):
         """
         A group is renamed (not onto another's name, in any case), and
         deleted with its members and its own settings, but not while a chat
-        waits in its queue; its id is not given again.
+        waits in its queue; no chat is created for it after; its id is not
+        given again.
         """
         from livechat.model import ChatKind, ChatStatus
 
@@ -345,6 +346,17 @@ class StoreTestsMixin(DialectMixin):
         self.assertEqual((yield ls.getSetting(f"office.switch.{billing.id}")), "open")
         self.assertEqual((yield ls.getChat(chat.id)).group_id, sales.id)
         yield self.assertFailure(ls.deleteGroup(sales.id), NotFound)
+        # A chat for the deleted group is refused in its own transaction
+        # (the request's earlier check may have seen the group still there).
+        yield self.assertFailure(
+            ls.createChat(
+                kind=ChatKind.VISITOR,
+                status=ChatStatus.REQUESTED,
+                visitor_id="v-2",
+                group_id=sales.id,
+            ),
+            NotFound,
+        )
         again = yield ls.createGroup("Shop")
         self.assertGreater(again.id, billing.id)
 

@@ -62,6 +62,7 @@ from livechat.storage.chats import (
     WrongState,
     transcript_txn,
 )
+from livechat.storage.errors import NotFound
 
 OPEN = (ChatStatus.REQUESTED, ChatStatus.QUEUED, ChatStatus.ASSIGNED, ChatStatus.ACTIVE)
 
@@ -1336,17 +1337,20 @@ class Core:
                     event=E.content(message),
                 )
             )
-        chat, stored, _ = await store.createChat(
-            kind=ChatKind.VISITOR,
-            status=ChatStatus.REQUESTED,
-            visitor_id=session.visitorId,
-            group_id=group,
-            name=name,
-            email=email,
-            inviting_operator=invitingOperator,
-            participants=[(session.ref, Role.CONSUMER)],
-            events=events,
-        )
+        try:
+            chat, stored, _ = await store.createChat(
+                kind=ChatKind.VISITOR,
+                status=ChatStatus.REQUESTED,
+                visitor_id=session.visitorId,
+                group_id=group,
+                name=name,
+                email=email,
+                inviting_operator=invitingOperator,
+                participants=[(session.ref, Role.CONSUMER)],
+                events=events,
+            )
+        except NotFound:  # the group was deleted since the check above
+            raise CoreError("not_found", f"no group {group}") from None
         self._stored(licence, stored)
         await self._visitorUpdated(
             licence,

@@ -200,6 +200,13 @@ def createChat_txn(
     domain: Sequence[DomainEvent] = (),
 ) -> tuple[Chat, list[StoredEvent], list[DomainEvent]]:
     """Create a chat with its first participants and events."""
+    if group_id is not None and (
+        txn.queryOne("SELECT id FROM {op_groups} WHERE id = ?" + txn.engine.forShare, (group_id,))
+        is None
+    ):
+        # Checked (and the group kept) in this transaction: a group being
+        # deleted meanwhile either sees this chat waiting or is gone first.
+        raise NotFound(f"group {group_id} does not exist")
     if pair_key is not None:
         existing = txn.queryOne("SELECT id FROM {chats} WHERE pair_key = ?", (pair_key,))
         if existing is not None:

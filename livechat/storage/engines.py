@@ -25,6 +25,9 @@ class Engine:
     forUpdate = ""
     """Appended to a SELECT that must lock the rows it reads."""
 
+    forShare = ""
+    """Appended to a SELECT whose rows must not change or go until the commit."""
+
     def convertPlaceholders(self, sql: str) -> str:
         return sql
 
@@ -112,6 +115,7 @@ class MysqlEngine(Engine):
     name = "mysql"
     module = "pymysql"
     forUpdate = " FOR UPDATE"
+    forShare = " LOCK IN SHARE MODE"
 
     def convertPlaceholders(self, sql: str) -> str:
         # pymysql formats with %, so a literal % must be doubled first.

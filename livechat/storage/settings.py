@@ -84,7 +84,10 @@ def deleteGroup_txn(txn: Txn, groupId: int) -> None:
     while chats wait in its queue: nobody would be offered them.  Chats it
     had keep its id (reports, transcripts); ids are never given again.
     """
-    if txn.queryOne("SELECT 1 FROM {op_groups} WHERE id = ?", (groupId,)) is None:
+    if (
+        txn.queryOne("SELECT 1 FROM {op_groups} WHERE id = ?" + txn.engine.forUpdate, (groupId,))
+        is None
+    ):
         raise NotFound(f"group {groupId} does not exist")
     waiting = txn.queryOne(
         "SELECT COUNT(*) FROM {chats} WHERE group_id = ? AND status IN (?, ?)",
