@@ -508,6 +508,36 @@ class AgentActionsMixin(CoreMixin):
         self.assertEqual((chat.group_id, chat.operator), (group.id, second.operator.id))
 
     @defer.inlineCallbacks
+    def test_transferToGroupDeletedMeanwhile(self) -> Any:
+        """
+        A group deleted between a transfer's check and the chat's move: the
+        transfer is refused (not_found) and the chat stays with its operator.
+        """
+        a = yield self.operator(nick="ann")
+        ls = self.store.forLicence(100)
+        group = yield ls.createGroup("Billing")
+        sa, ca = yield self.connectOperator(a)
+        v, vchan = yield self.connectVisitor()
+        chatId = yield self.activeChat(v, vchan, sa, ca, "bill")
+        check = ls.groupExists
+
+        @defer.inlineCallbacks
+        def existedThenGone(groupId: int) -> Any:
+            existed = yield check(groupId)
+            yield ls.deleteGroup(groupId)
+            return existed
+
+        self.patch(ls, "groupExists", existedThenGone)
+        failure = yield self.assertFailure(sa.transfer(chatId, toGroup=group.id), CoreError)
+        self.assertEqual(failure.code, "not_found")
+        chat = yield ls.getChat(chatId)
+        self.assertEqual(
+            (chat.status, chat.operator, chat.group_id), (ChatStatus.ACTIVE, a.id, None)
+        )
+        yield sa.send(chatId, "still mine")
+        yield vchan.next(isEvent("ContentEvent", chatId, message="still mine"))
+
+    @defer.inlineCallbacks
     def test_conference(self) -> Any:
         """
         An invited colleague joins the chat as AGENT, sees its history and its

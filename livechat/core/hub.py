@@ -1619,6 +1619,8 @@ class Core:
             )
         except WrongState as e:
             raise CoreError("wrong_state", str(e)) from None
+        except NotFound:  # the group was deleted since the check above
+            raise CoreError("not_found", f"no group {toGroup}") from None
         self._publishStored(licence, stored)
         self._notify(licence, domain)
         assignments = await self.router.release(licence, session.operator.id, chatId)

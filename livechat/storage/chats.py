@@ -182,6 +182,19 @@ def _logDomain(txn: Txn, events: Iterable[DomainEvent], nowMS: int) -> None:
         logEvent_txn(txn, event.name, event.fields, event.chat_id, nowMS)
 
 
+def _requireGroup(txn: Txn, groupId: int) -> None:
+    """
+    The group exists, and stays until this transaction ends (a shared lock
+    on MariaDB; sqlite has one writer): a group being deleted meanwhile
+    either sees the chat waiting in its queue or is gone first.
+    """
+    if (
+        txn.queryOne("SELECT id FROM {op_groups} WHERE id = ?" + txn.engine.forShare, (groupId,))
+        is None
+    ):
+        raise NotFound(f"group {groupId} does not exist")
+
+
 def createChat_txn(
     txn: Txn,
     *,
@@ -200,13 +213,8 @@ def createChat_txn(
     domain: Sequence[DomainEvent] = (),
 ) -> tuple[Chat, list[StoredEvent], list[DomainEvent]]:
     """Create a chat with its first participants and events."""
-    if group_id is not None and (
-        txn.queryOne("SELECT id FROM {op_groups} WHERE id = ?" + txn.engine.forShare, (group_id,))
-        is None
-    ):
-        # Checked (and the group kept) in this transaction: a group being
-        # deleted meanwhile either sees this chat waiting or is gone first.
-        raise NotFound(f"group {group_id} does not exist")
+    if group_id is not None:
+        _requireGroup(txn, group_id)
     if pair_key is not None:
         existing = txn.queryOne("SELECT id FROM {chats} WHERE pair_key = ?", (pair_key,))
         if existing is not None:
@@ -302,6 +310,8 @@ def appendEvents_txn(
     if requireInvited is not None:
         if not _isParticipant(txn, chatId, requireInvited, invited=True):
             raise NotParticipant(f"{requireInvited} is not invited to chat {chatId}")
+    if update and update.get("group_id") is not None:
+        _requireGroup(txn, update["group_id"])
     if callable(events):
         events = events(chat)
     stored = _insertEvents(txn, chatId, chat.last_seq + 1, events, nowMS)

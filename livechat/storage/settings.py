@@ -89,8 +89,11 @@ def deleteGroup_txn(txn: Txn, groupId: int) -> None:
         is None
     ):
         raise NotFound(f"group {groupId} does not exist")
+    # A locking read: it sees chats committed while this waited for the
+    # group's row (not the snapshot of a plain read on MariaDB).
     waiting = txn.queryOne(
-        "SELECT COUNT(*) FROM {chats} WHERE group_id = ? AND status IN (?, ?)",
+        "SELECT COUNT(*) FROM {chats} WHERE group_id = ? AND status IN (?, ?)"
+        + txn.engine.forShare,
         (groupId, "requested", "queued"),
     )
     if waiting and int(waiting[0]):
