@@ -17,6 +17,19 @@ from tests.support.core import CoreMixin, isEvent, isType
 from tests.support.db import bothDialects
 
 
+def deleteGroupAfterCheck(test: unittest.TestCase, ls: Any) -> None:
+    """The core's next group check sees the group, which is then deleted at once."""
+    check = ls.groupExists
+
+    @defer.inlineCallbacks
+    def existedThenGone(groupId: int) -> Any:
+        existed = yield check(groupId)
+        yield ls.deleteGroup(groupId)
+        return existed
+
+    test.patch(ls, "groupExists", existedThenGone)
+
+
 class ChatFlowMixin(CoreMixin):
     @defer.inlineCallbacks
     def test_conversation(self) -> Any:
@@ -396,15 +409,7 @@ class RoutingMixin(CoreMixin):
         self.assertIs(self.store.forLicence(100), ls)
         group = yield ls.createGroup("Sales")
         v, _ = yield self.connectVisitor()
-        check = ls.groupExists
-
-        @defer.inlineCallbacks
-        def existedThenGone(groupId: int) -> Any:
-            existed = yield check(groupId)
-            yield ls.deleteGroup(groupId)
-            return existed
-
-        self.patch(ls, "groupExists", existedThenGone)
+        deleteGroupAfterCheck(self, ls)
         failure = yield self.assertFailure(v.requestChat(group=group.id, message="hi"), CoreError)
         self.assertEqual(failure.code, "not_found")
         waiting = yield ls.chatsByStatus([ChatStatus.REQUESTED, ChatStatus.QUEUED])
@@ -519,15 +524,7 @@ class AgentActionsMixin(CoreMixin):
         sa, ca = yield self.connectOperator(a)
         v, vchan = yield self.connectVisitor()
         chatId = yield self.activeChat(v, vchan, sa, ca, "bill")
-        check = ls.groupExists
-
-        @defer.inlineCallbacks
-        def existedThenGone(groupId: int) -> Any:
-            existed = yield check(groupId)
-            yield ls.deleteGroup(groupId)
-            return existed
-
-        self.patch(ls, "groupExists", existedThenGone)
+        deleteGroupAfterCheck(self, ls)
         failure = yield self.assertFailure(sa.transfer(chatId, toGroup=group.id), CoreError)
         self.assertEqual(failure.code, "not_found")
         chat = yield ls.getChat(chatId)
